@@ -1,0 +1,24 @@
+"""Smooth InfoMax: interpretable self-supervised speech features.
+
+Importing this package has no side effects: it prints nothing, downloads nothing and loads no optional
+dependency (Hub client, plotting, training code) until a function that needs it is called.
+"""
+
+from .config import PRESETS, ConvLayerConfig, EncoderConfig, LossConfig, ModuleConfig, preset
+from .encoder import SmoothInfoMaxEncoder
+from .outputs import Extraction, ModuleFeatures, ModuleTrainOutput
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PRESETS",
+    "ConvLayerConfig",
+    "EncoderConfig",
+    "Extraction",
+    "LossConfig",
+    "ModuleConfig",
+    "ModuleFeatures",
+    "ModuleTrainOutput",
+    "SmoothInfoMaxEncoder",
+    "preset",
+]

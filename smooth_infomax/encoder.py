@@ -1,0 +1,213 @@
+"""``SmoothInfoMaxEncoder``: the stack of gradient-isolated modules, its training forward pass and ``extract``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .config import EncoderConfig, preset
+from .geometry import FrameGeometry, module_geometries
+from .inputs import prepare_audio
+from .layers import EncoderModule, gaussian_sample, mask_frames
+from .outputs import Extraction, ModuleFeatures, ModuleTrainOutput
+
+
+class SmoothInfoMaxEncoder(nn.Module):
+    """A Smooth InfoMax (or GIM / CPC) speech encoder built from an ``EncoderConfig``.
+
+    ``stages[m]`` is module ``m``. ``forward`` is the training pass (samples, detached module boundaries);
+    ``extract`` is the inference pass. Sampling is always an explicit argument, never tied to ``self.training``.
+
+    Example:
+        >>> enc = SmoothInfoMaxEncoder.from_preset("sim").eval()
+        >>> out = enc.extract(torch.randn(16000), sample_rate=16000)
+        >>> out[0].mean.shape
+        torch.Size([1, 800, 512])
+    """
+
+    def __init__(self, config: EncoderConfig):
+        super().__init__()
+        self.config = config
+        stages, channels = [], config.in_channels
+        for module_config, dim in zip(config.modules, config.output_dims()):
+            stages.append(EncoderModule(channels, module_config))
+            channels = dim
+        self.stages = nn.ModuleList(stages)
+        self.geometries: tuple[FrameGeometry, ...] = tuple(module_geometries(config))
+        self.name_or_path: str | None = None  # where from_pretrained found the model
+        self.revision: str | None = None  # the Hub commit it was loaded from
+
+    @classmethod
+    def from_preset(cls, name: str) -> SmoothInfoMaxEncoder:
+        """A randomly initialised encoder of a preset (``sim``, ``gim_sim_repo``, ``gim``, ``cpc``)."""
+        return cls(preset(name))
+
+    @property
+    def num_modules(self) -> int:
+        return len(self.stages)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    @property
+    def output_dims(self) -> list[int]:
+        return self.config.output_dims()
+
+    # --- training ----------------------------------------------------------------------------------------------
+
+    def forward(
+        self, waveform: torch.Tensor, lengths: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> list[ModuleTrainOutput]:
+        """Training pass, as the reference: Gaussian modules draw two samples (context and target) and hand the
+        target sample, detached, to the next module; so no gradient crosses a module boundary.
+
+        Args:
+            waveform: ``(batch, samples)`` or ``(batch, 1, samples)`` float audio at ``sample_rate``.
+            lengths: ``(batch,)`` valid samples (default: all).
+            generator: source of the sampling noise (default: torch's global generator).
+        """
+        x = waveform if waveform.ndim == 3 else waveform.unsqueeze(1)
+        if lengths is None:
+            lengths = torch.full((x.shape[0],), x.shape[-1], dtype=torch.long, device=x.device)
+        x = mask_frames(x * self.config.input_gain + self.config.input_offset, lengths)
+        outputs = []
+        for stage in self.stages:
+            output = self._train_stage(stage, x, lengths, generator)
+            outputs.append(output)
+            x, lengths = output.target.transpose(1, 2).detach(), output.lengths
+        return outputs
+
+    def _train_stage(
+        self, stage: EncoderModule, x: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator | None
+    ) -> ModuleTrainOutput:
+        mean, logvar, lengths = stage.encode(x, lengths) if stage.convs else (x, None, lengths)
+        if logvar is not None:
+            context = mask_frames(gaussian_sample(mean, logvar, generator), lengths)
+            target = mask_frames(gaussian_sample(mean, logvar, generator), lengths)
+        else:
+            context = target = mean
+        if stage.gru is not None:
+            context, _ = stage.recur(target, lengths)
+            mean = context
+        as_btd = lambda t: None if t is None else t.transpose(1, 2)  # noqa: E731
+        return ModuleTrainOutput(as_btd(context), as_btd(target), as_btd(mean), as_btd(logvar), lengths)
+
+    # --- inference ---------------------------------------------------------------------------------------------
+
+    def extract(
+        self,
+        wav: object,
+        sample_rate: int | None = None,
+        lengths: object | None = None,
+        layers: Sequence[int] | int | None = None,
+        sample: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> Extraction:
+        """Per-module features of one clip or a batch.
+
+        Args:
+            wav: ``(samples,)``, ``(batch, samples)``, ``(batch, channels, samples)`` or a list of ``(samples,)`` /
+                ``(channels, samples)`` items; numpy or torch; float in [-1, 1], int16 or int32.
+            sample_rate: rate of ``wav`` in Hz; ``None`` means it is already at ``self.sample_rate`` (16 kHz).
+                Other rates are resampled with torchaudio, item by item.
+            lengths: ``(batch,)`` valid samples per row of a padded batch.
+            layers: module indices to return (negative counts from the end); default all. Computation stops
+                after the deepest one.
+            sample: also draw a reparameterised sample per Gaussian module (means still flow between modules).
+            generator: a seeded ``torch.Generator`` makes the samples reproducible.
+
+        Returns:
+            An ``Extraction``: for each requested module ``mean``/``logvar``/``sample`` ``(batch, frames, dim)``,
+            valid frame ``lengths`` and frame geometry. Results for an item do not depend on the rest of the batch.
+        """
+        wanted = self._resolve_layers(layers)
+        parameter = next(self.parameters())
+        rate = self.sample_rate if sample_rate is None else sample_rate
+        audio = prepare_audio(wav, rate, lengths, self.sample_rate, parameter.dtype, parameter.device)
+        with torch.inference_mode():
+            features = self._run_inference(audio.waveform, audio.lengths, wanted, sample, generator)
+        return Extraction(tuple(features), self.sample_rate, rate, audio.lengths, audio.resampler)
+
+    def _run_inference(
+        self, waveform: torch.Tensor, lengths: torch.Tensor, wanted: list[int], sample: bool, generator
+    ) -> list[ModuleFeatures]:
+        x = waveform.unsqueeze(1)
+        if x.shape[-1] < self._min_input_samples:
+            x = nn.functional.pad(x, (0, self._min_input_samples - x.shape[-1]))
+        x = mask_frames(x * self.config.input_gain + self.config.input_offset, lengths)
+        features = []
+        for index, stage in enumerate(self.stages[: max(wanted) + 1]):
+            mean, logvar, lengths = stage.encode(x, lengths) if stage.convs else (x, None, lengths)
+            if stage.gru is not None:
+                mean, _ = stage.recur(mean, lengths)
+            if index in wanted:
+                features.append(self._features(index, mean, logvar, lengths, sample, generator))
+            x = mean
+        return features
+
+    def _features(self, index, mean, logvar, lengths, sample, generator) -> ModuleFeatures:
+        drawn = mean
+        if sample and logvar is not None:
+            drawn = mask_frames(gaussian_sample(mean, logvar, generator), lengths)
+        as_btd = lambda t: None if t is None else t.transpose(1, 2).contiguous()  # noqa: E731
+        return ModuleFeatures(
+            index, as_btd(mean), as_btd(logvar), as_btd(drawn), lengths.cpu(), self.geometries[index]
+        )
+
+    def _resolve_layers(self, layers: Sequence[int] | int | None) -> list[int]:
+        if layers is None:
+            return list(range(self.num_modules))
+        if isinstance(layers, int):
+            layers = [layers]
+        resolved = set()
+        for layer in layers:
+            if not isinstance(layer, int) or not -self.num_modules <= layer < self.num_modules:
+                raise ValueError(f"layers must be module indices in [{-self.num_modules}, {self.num_modules - 1}], got {layer!r}")
+            resolved.add(layer % self.num_modules)
+        if not resolved:
+            raise ValueError("layers is empty")
+        return sorted(resolved)
+
+    @property
+    def _min_input_samples(self) -> int:
+        """Fewest samples for which every conv layer yields at least one (possibly masked) frame."""
+        needed = 1
+        for module in reversed(self.config.modules):
+            for layer in reversed(module.conv_layers):
+                needed = max(1, (needed - 1) * layer.stride + layer.kernel_size - 2 * layer.padding)
+        return needed
+
+    # --- persistence (see hub.py) ------------------------------------------------------------------------------
+
+    def save_pretrained(self, save_directory: str | Path, model_card: object | None = None) -> Path:
+        """Write ``config.json``, ``model.safetensors`` and a ``README.md`` model card to ``save_directory``."""
+        from .hub import save_pretrained
+
+        return save_pretrained(self, save_directory, model_card)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> SmoothInfoMaxEncoder:
+        """Load a model from a local folder, a Hugging Face Hub repo id, or the name of a model shipped in the
+        package; returned in ``eval()`` mode. Only safetensors weights are read, and loading is strict."""
+        from .hub import from_pretrained
+
+        return from_pretrained(cls, name_or_path, revision, cache_dir, local_files_only, token, device, dtype)
+
+    def push_to_hub(self, repo_id: str, **kwargs) -> str:
+        """Upload the ``save_pretrained`` files to a Hub repo (created if needed); returns the commit URL."""
+        from .hub import push_to_hub
+
+        return push_to_hub(self, repo_id, **kwargs)

@@ -1,0 +1,171 @@
+"""Saving and loading models: local folders, the Hugging Face Hub and models shipped inside the package.
+
+A model folder holds exactly three files: ``config.json`` (the ``EncoderConfig``), ``model.safetensors`` (the
+weights) and ``README.md`` (the model card). Only safetensors weights are ever read; pickle-based files are refused,
+because unpickling a file can run arbitrary code.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from .card import ModelCard, render_model_card
+from .config import EncoderConfig
+
+if TYPE_CHECKING:
+    from .encoder import SmoothInfoMaxEncoder
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+CARD_NAME = "README.md"
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+_REFUSAL = (
+    "smooth-infomax reads only safetensors weights; pickle-based files (pytorch_model.bin, *.pt, *.ckpt) are never "
+    "loaded because unpickling can execute arbitrary code. Convert a checkpoint you made yourself with "
+    "`python -m smooth_infomax.convert`."
+)
+
+
+class LoadError(ValueError):
+    """A model folder, file or repo that cannot be loaded; the message names the file and the problem."""
+
+
+def shipped_models() -> dict[str, Path]:
+    """Models shipped inside the package: short name -> folder."""
+    root = resources.files("smooth_infomax") / "models"
+    if not root.is_dir():
+        return {}
+    return {p.name: Path(str(p)) for p in root.iterdir() if p.is_dir() and (p / CONFIG_NAME).is_file()}
+
+
+def save_pretrained(model: SmoothInfoMaxEncoder, directory: str | Path, card: ModelCard | None = None) -> Path:
+    """Write ``config.json``, ``model.safetensors`` and ``README.md`` for ``model`` into ``directory``."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
+    metadata = {"format": "pt", "library": "smooth-infomax", "preset": model.config.preset}
+    save_file(tensors, str(directory / WEIGHTS_NAME), metadata=metadata)
+    (directory / CONFIG_NAME).write_text(model.config.to_json(), encoding="utf-8")
+    card = card or getattr(model, "model_card", None) or ModelCard()
+    (directory / CARD_NAME).write_text(render_model_card(model.config, card), encoding="utf-8")
+    return directory
+
+
+def from_pretrained(
+    cls: type[SmoothInfoMaxEncoder],
+    name_or_path: str | Path,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+    local_files_only: bool = False,
+    token: str | bool | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> SmoothInfoMaxEncoder:
+    """See ``SmoothInfoMaxEncoder.from_pretrained``."""
+    folder, source, resolved = _resolve(name_or_path, revision, cache_dir, local_files_only, token)
+    config = _read_config(folder / CONFIG_NAME)
+    model = cls(config)
+    _load_weights(model, folder / WEIGHTS_NAME)
+    model.name_or_path, model.revision = source, resolved
+    return model.to(device=device, dtype=dtype).eval()
+
+
+def _resolve(name_or_path, revision, cache_dir, local_files_only, token) -> tuple[Path, str, str | None]:
+    """The local folder holding the model's files, the source name and the resolved revision (commit)."""
+    path = Path(name_or_path)
+    if path.is_dir():
+        _check_local_folder(path)
+        return path, str(name_or_path), None
+    name = str(name_or_path)
+    shipped = shipped_models()
+    if name in shipped:
+        return shipped[name], name, None
+    if path.suffix == ".safetensors" or name.startswith((".", "/", "~")) or path.exists():
+        raise LoadError(f"{name}: not a model folder (expected a folder with {CONFIG_NAME} and {WEIGHTS_NAME})")
+    return _download(name, revision, cache_dir, local_files_only, token)
+
+
+def _check_local_folder(folder: Path) -> None:
+    if (folder / WEIGHTS_NAME).is_file() and (folder / CONFIG_NAME).is_file():
+        return
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+    if pickles and not (folder / WEIGHTS_NAME).is_file():
+        raise LoadError(f"{folder}: found {', '.join(pickles)} but no {WEIGHTS_NAME}. {_REFUSAL}")
+    missing = [n for n in (CONFIG_NAME, WEIGHTS_NAME) if not (folder / n).is_file()]
+    raise LoadError(f"{folder}: not a smooth-infomax model folder, missing {', '.join(missing)}")
+
+
+def _download(repo_id, revision, cache_dir, local_files_only, token) -> tuple[Path, str, str]:
+    """Fetch config and weights from one commit of a Hub repo (the commit ``revision`` points to)."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    kwargs = dict(repo_id=repo_id, cache_dir=cache_dir, local_files_only=local_files_only, token=token)
+    config_path = Path(hf_hub_download(filename=CONFIG_NAME, revision=revision, **kwargs))
+    commit = config_path.parent.name  # the cache keeps files under snapshots/<commit>/
+    try:
+        hf_hub_download(filename=WEIGHTS_NAME, revision=commit, **kwargs)
+    except EntryNotFoundError:
+        raise LoadError(f"{repo_id}@{commit}: the repo has no {WEIGHTS_NAME}. {_REFUSAL}") from None
+    return config_path.parent, repo_id, commit
+
+
+def _read_config(path: Path) -> EncoderConfig:
+    try:
+        return EncoderConfig.from_file(path)
+    except (ValueError, TypeError) as err:
+        raise LoadError(str(err)) from None
+
+
+def _load_weights(model: torch.nn.Module, path: Path) -> None:
+    """Strictly load ``path`` into ``model``: every key present, none extra, every shape equal."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise LoadError(f"{path}: not a valid safetensors file ({err}). {_REFUSAL}") from None
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    shapes = [f"{k}: file {tuple(tensors[k].shape)} vs model {tuple(v.shape)}"
+              for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape]
+    problems = [f"missing keys {missing}" if missing else "", f"unexpected keys {unexpected}" if unexpected else "",
+                f"wrong shapes [{'; '.join(shapes)}]" if shapes else ""]
+    problems = [p for p in problems if p]
+    if problems:
+        raise LoadError(f"{path} does not match its config: " + ", ".join(problems))
+    model.load_state_dict(tensors, strict=True)
+
+
+def push_to_hub(
+    model: SmoothInfoMaxEncoder,
+    repo_id: str,
+    revision: str | None = None,
+    private: bool | None = None,
+    token: str | None = None,
+    commit_message: str = "Upload smooth-infomax model",
+    model_card: ModelCard | None = None,
+) -> str:
+    """Create ``repo_id`` if needed and upload ``config.json``, ``model.safetensors`` and ``README.md``.
+
+    Returns the URL of the commit.
+    """
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    if revision is not None:
+        api.create_branch(repo_id, branch=revision, exist_ok=True)
+    with tempfile.TemporaryDirectory() as folder:
+        save_pretrained(model, folder, model_card)
+        info = api.upload_folder(repo_id=repo_id, folder_path=folder, revision=revision, commit_message=commit_message)
+    return str(info.commit_url if hasattr(info, "commit_url") else info)
