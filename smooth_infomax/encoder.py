@@ -150,13 +150,13 @@ class SmoothInfoMaxEncoder(nn.Module):
         return features
 
     def _features(self, index, mean, logvar, lengths, sample, generator) -> ModuleFeatures:
+        as_btd = lambda t: None if t is None else t.transpose(1, 2).contiguous()  # noqa: E731
+        mean, logvar = as_btd(mean), as_btd(logvar)
         drawn = mean
         if sample and logvar is not None:
-            drawn = mask_frames(gaussian_sample(mean, logvar, generator), lengths)
-        as_btd = lambda t: None if t is None else t.transpose(1, 2).contiguous()  # noqa: E731
-        return ModuleFeatures(
-            index, as_btd(mean), as_btd(logvar), as_btd(drawn), lengths.cpu(), self.geometries[index]
-        )
+            drawn = gaussian_sample(mean, logvar, generator)
+            drawn = mask_frames(drawn.transpose(1, 2), lengths).transpose(1, 2)
+        return ModuleFeatures(index, mean, logvar, drawn, lengths.cpu(), self.geometries[index])
 
     def _resolve_layers(self, layers: Sequence[int] | int | None) -> list[int]:
         if layers is None:

@@ -10,10 +10,13 @@ from .config import ConvLayerConfig, EncoderConfig
 
 
 def conv_output_length(num_samples: torch.Tensor | int, layer: ConvLayerConfig) -> torch.Tensor | int:
-    """Frames a Conv1d layer makes from ``num_samples`` inputs: floor((n + 2p - k) / s) + 1, never below 0."""
+    """Frames a Conv1d layer makes from ``num_samples`` inputs: floor((n + 2p - k) / s) + 1, and 0 when the
+    formula goes below 0 or there is no input at all (padding alone makes no valid frame)."""
     if isinstance(num_samples, torch.Tensor):
         out = torch.div(num_samples + 2 * layer.padding - layer.kernel_size, layer.stride, rounding_mode="floor") + 1
-        return out.clamp_min(0)
+        return torch.where(num_samples > 0, out.clamp_min(0), 0)
+    if num_samples <= 0:
+        return 0
     return max(0, (num_samples + 2 * layer.padding - layer.kernel_size) // layer.stride + 1)
 
 
