@@ -99,7 +99,7 @@ def convert_checkpoint(checkpoint: str | Path, out_dir: str | Path, preset_name:
     """Read a reference checkpoint (``weights_only=True``), check it loads strictly, and ``save_pretrained`` it."""
     from .card import ModelCard
     from .encoder import SmoothInfoMaxEncoder
-    from .hub import LoadError
+    from .hub import LoadError, load_state_dict_strict
 
     checkpoint = Path(checkpoint)
     try:
@@ -113,12 +113,7 @@ def convert_checkpoint(checkpoint: str | Path, out_dir: str | Path, preset_name:
     if unknown:
         raise LoadError(f"{checkpoint}: keys in no known reference layout: {unknown[:5]}")
     model = SmoothInfoMaxEncoder(conversion.config)
-    result = model.load_state_dict(conversion.state_dict, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise LoadError(
-            f"{checkpoint} does not fit preset {preset_name!r}: missing {result.missing_keys}, "
-            f"unexpected {result.unexpected_keys}"
-        )
+    load_state_dict_strict(model, conversion.state_dict, f"{checkpoint} (as preset {preset_name!r})")
     card = ModelCard(training="converted from a reference checkpoint", notes=f"Converted from `{checkpoint.name}`.")
     model.save_pretrained(out_dir, card)
     return model, conversion

@@ -133,6 +133,12 @@ def _load_weights(model: torch.nn.Module, path: Path) -> None:
         tensors = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
         raise LoadError(f"{path}: not a valid safetensors file ({err}). {_REFUSAL}") from None
+    load_state_dict_strict(model, tensors, str(path))
+
+
+def load_state_dict_strict(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``tensors`` into ``model`` only if every key is present, none is extra and every shape is equal;
+    otherwise raise one ``LoadError`` listing all problems."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -142,7 +148,7 @@ def _load_weights(model: torch.nn.Module, path: Path) -> None:
                 f"wrong shapes [{'; '.join(shapes)}]" if shapes else ""]
     problems = [p for p in problems if p]
     if problems:
-        raise LoadError(f"{path} does not match its config: " + ", ".join(problems))
+        raise LoadError(f"{source} does not match its config: " + ", ".join(problems))
     model.load_state_dict(tensors, strict=True)
 
 
