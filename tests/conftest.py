@@ -1,0 +1,46 @@
+"""Shared pytest configuration and fixtures."""
+
+# ==== Local Hugging Face Hub (keep this block FIRST) ===================================================
+# huggingface_hub reads HF_ENDPOINT, HF_HOME, HF_HUB_CACHE, HF_TOKEN, HF_HUB_DISABLE_XET, ... once, when it is
+# imported. So the local Hub server starts, and the environment is set, here, before anything imports
+# huggingface_hub or smooth_infomax. Tests reach it through the real client; the `hub` fixture gives the server.
+import atexit
+import os
+import shutil
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(__file__))
+from hub_server import LocalHub  # noqa: E402
+
+_HUB_TMP = tempfile.mkdtemp(prefix="sim-hub-")
+_HUB = LocalHub(os.path.join(_HUB_TMP, "server")).start()
+os.environ.update({
+    "HF_ENDPOINT": _HUB.endpoint,
+    "HF_HOME": os.path.join(_HUB_TMP, "hf_home"),
+    "HF_HUB_CACHE": os.path.join(_HUB_TMP, "hf_home", "hub"),
+    "HF_TOKEN": "local-test-token",
+    "HF_HUB_DISABLE_XET": "1",  # 2.x uploads large files only through Xet otherwise
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "NO_PROXY": "127.0.0.1,localhost",
+    "no_proxy": "127.0.0.1,localhost",
+})
+os.environ.pop("HF_HUB_OFFLINE", None)
+
+
+def _stop_hub() -> None:
+    _HUB.stop()
+    shutil.rmtree(_HUB_TMP, ignore_errors=True)
+
+
+atexit.register(_stop_hub)
+# ==== end of the local Hub block ========================================================================
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def hub() -> LocalHub:
+    """The local Hub server the whole session talks to (``hub.endpoint`` is ``HF_ENDPOINT``)."""
+    return _HUB
