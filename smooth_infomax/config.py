@@ -193,7 +193,7 @@ class EncoderConfig:
                 f"config format_version {version} is newer than this smooth-infomax understands ({FORMAT_VERSION}); "
                 "upgrade with `pip install -U smooth-infomax`"
             )
-        if "modules" not in data or not isinstance(data["modules"], list):
+        if "modules" not in data or not isinstance(data["modules"], (list, tuple)):
             raise ValueError("config.modules must be a list")
         modules = tuple(_module_from_dict(m, f"modules[{i}]") for i, m in enumerate(data["modules"]))
         loss = LossConfig(**_only_known(LossConfig, data.get("loss", {}), "loss"))
@@ -221,7 +221,7 @@ class EncoderConfig:
 def _module_from_dict(data: Any, where: str) -> ModuleConfig:
     data = _only_known(ModuleConfig, data, where)
     layers = data.get("conv_layers", [])
-    if not isinstance(layers, list):
+    if not isinstance(layers, (list, tuple)):
         raise ValueError(f"{where}.conv_layers must be a list")
     conv = tuple(ConvLayerConfig(**_only_known(ConvLayerConfig, d, f"{where}.conv_layers[{j}]")) for j, d in enumerate(layers))
     return ModuleConfig(**{**data, "conv_layers": conv})

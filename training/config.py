@@ -23,7 +23,8 @@ class TrainConfig:
     """Everything one training run depends on.
 
     ``model`` overrides fields of the preset's ``EncoderConfig`` (e.g. ``{"loss": {"kl_weight": 0.01}}``).
-    ``steps`` counts optimiser updates; ``batch_size`` is per process. ``val_fraction`` of the training
+    ``steps`` counts optimiser updates, unless ``epochs`` > 0 (then the run lasts that many passes over the
+    training utterances); ``batch_size`` is per process. ``val_fraction`` of the training
     utterances (chosen by a hash of their ids, so stable) is held out for validation.
     """
 
@@ -35,6 +36,7 @@ class TrainConfig:
     crop_samples: int = 20480
     batch_size: int = 8
     steps: int = 1000
+    epochs: int = 0
     learning_rate: float = 2e-4
     lr_decay: float = 1.0
     seed: int = 4
@@ -46,11 +48,12 @@ class TrainConfig:
     out_dir: str = "runs/sim"
     device: str = "auto"
     bf16: bool = True
+    deterministic: bool = False
     tensorboard: bool = True
 
     def __post_init__(self) -> None:
         checks = {
-            "batch_size": self.batch_size >= 1, "steps": self.steps >= 1, "learning_rate": self.learning_rate > 0,
+            "batch_size": self.batch_size >= 1, "steps": self.steps >= 1, "epochs": self.epochs >= 0, "learning_rate": self.learning_rate > 0,
             "crop_samples": self.crop_samples >= 160, "num_workers": self.num_workers >= 0,
             "checkpoint_every": self.checkpoint_every >= 1, "val_every": self.val_every >= 1,
             "val_batches": self.val_batches >= 1, "log_every": self.log_every >= 1,
@@ -64,7 +67,7 @@ class TrainConfig:
 
     def encoder_config(self) -> EncoderConfig:
         """The preset with ``model`` overrides applied (validated: unknown keys are errors)."""
-        return EncoderConfig.from_dict(_merge(preset(self.preset).to_dict(), self.model))
+        return EncoderConfig.from_dict(merge_dicts(preset(self.preset).to_dict(), self.model))
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
@@ -75,7 +78,7 @@ class TrainConfig:
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """Read a config file (resolving ``include``), apply ``overrides`` and validate."""
-    data = _merge(_read_with_includes(_find(path), set()), overrides or {})
+    data = merge_dicts(_read_with_includes(_find(path), set()), overrides or {})
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(data) - known)
     if unknown:
@@ -114,15 +117,16 @@ def _read_with_includes(path: Path, seen: set[Path]) -> dict[str, Any]:
     data = json.loads(path.read_text(encoding="utf-8"))
     merged: dict[str, Any] = {}
     for name in data.pop("include", []):
-        merged = _merge(merged, _read_with_includes(path.parent / name, seen | {path}))
-    return _merge(merged, data)
+        merged = merge_dicts(merged, _read_with_includes(path.parent / name, seen | {path}))
+    return merge_dicts(merged, data)
 
 
-def _merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+def merge_dicts(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """``overlay`` over ``base``; nested dicts merge key by key."""
     out = dict(base)
     for key, value in overlay.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = merge_dicts(out[key], value)
         else:
             out[key] = value
     return out

@@ -1,0 +1,103 @@
+"""The training tree at small scale on CPU: smoke runs per preset, exact resume, divergence, export, configs."""
+
+import json
+
+import pytest
+import torch
+
+from data_fixtures import tiny_corpus
+from smooth_infomax import SmoothInfoMaxEncoder
+from training.checkpoint import latest_checkpoint, load_checkpoint
+from training.config import TrainConfig, load_config
+from training.export import export
+from training.train import TrainingDiverged, train
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return tiny_corpus(tmp_path_factory)
+
+
+def small_config(corpus, out_dir, **changes):
+    values = dict(preset="sim", data_root=str(corpus), out_dir=str(out_dir), val_fraction=0.3, crop_samples=10240,
+                  batch_size=2, steps=8, num_workers=0, checkpoint_every=4, val_every=4, val_batches=1, log_every=1,
+                  device="cpu", tensorboard=False, seed=3, deterministic=True)
+    values.update(changes)
+    return TrainConfig(**values)
+
+
+def read_losses(run_dir, split="train"):
+    lines = (run_dir / "metrics.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    rows = [dict(zip(header, line.split(","))) for line in lines[1:]]
+    return [float(r["loss"]) for r in rows if r["split"] == split]
+
+
+@pytest.mark.parametrize("preset", ["sim", "gim_sim_repo", "gim", "cpc"])
+def test_each_preset_trains_and_its_loss_decreases(corpus, tmp_path, preset):
+    run_dir = train(small_config(corpus, tmp_path / preset, preset=preset, steps=10))
+    losses = read_losses(run_dir)
+    assert len(losses) == 10 and all(map(lambda x: x == x, losses))
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
+    assert len(read_losses(run_dir, "val")) == 3  # steps 4, 8 and the last
+    state = load_checkpoint(latest_checkpoint(run_dir))
+    assert state["step"] == 10
+
+
+def test_resume_continues_exactly(corpus, tmp_path):
+    straight = train(small_config(corpus, tmp_path / "straight", steps=6, checkpoint_every=3))
+    halves = small_config(corpus, tmp_path / "halves", steps=3, checkpoint_every=3)
+    train(halves)
+    train(halves.replace(steps=6), resume=True)
+    a = load_checkpoint(latest_checkpoint(straight))
+    b = load_checkpoint(latest_checkpoint(tmp_path / "halves"))
+    assert a["step"] == b["step"] == 6
+    for key in a["encoder"]:
+        assert torch.equal(a["encoder"][key], b["encoder"][key]), key
+    for key in a["predictors"]:
+        assert torch.equal(a["predictors"][key], b["predictors"][key]), key
+
+
+def test_divergence_stops_and_keeps_the_last_good_checkpoint(corpus, tmp_path):
+    config = small_config(corpus, tmp_path / "run", preset="gim", steps=2, checkpoint_every=2)
+    train(config)
+    good = latest_checkpoint(tmp_path / "run").read_bytes()
+    exploding = config.replace(steps=4, model={"input_gain": 1e30})  # no BatchNorm in gim: scores overflow
+    with pytest.raises(TrainingDiverged, match="step 3.*last good checkpoint"):
+        train(exploding, resume=True)
+    assert latest_checkpoint(tmp_path / "run").name == "step_00000002.pt"
+    assert latest_checkpoint(tmp_path / "run").read_bytes() == good
+
+
+def test_export_reloads_with_identical_features(corpus, tmp_path):
+    run_dir = train(small_config(corpus, tmp_path / "run", steps=2))
+    encoder = export(run_dir, tmp_path / "model", training_data="tiny synthetic corpus",
+                     metrics={"phone accuracy (%)": 12.5})
+    loaded = SmoothInfoMaxEncoder.from_pretrained(tmp_path / "model")
+    wav = torch.randn(5000)
+    for a, b in zip(encoder.extract(wav), loaded.extract(wav)):
+        assert torch.equal(a.mean, b.mean)
+    card = (tmp_path / "model" / "README.md").read_text()
+    assert "tiny synthetic corpus" in card and "2 steps of batch 2" in card and "12.50" in card
+
+
+def test_resume_without_checkpoint_is_an_error(corpus, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        train(small_config(corpus, tmp_path / "empty"), resume=True)
+
+
+def test_config_overlays_and_unknown_keys(tmp_path):
+    config = load_config("sim_librispeech")
+    assert (config.batch_size, config.epochs, config.learning_rate) == (8, 100, 2e-4)
+    assert config.encoder_config().loss.kl_weight == 0.001
+    assert load_config("gim_librispeech").encoder_config().loss.prediction_steps == 12
+    (tmp_path / "bad.json").write_text(json.dumps({"include": ["../../work/none.json"]}))
+    overlay = tmp_path / "typo.json"
+    overlay.write_text(json.dumps({"batchsize": 4}))
+    with pytest.raises(ValueError, match="unknown training config key.*batchsize"):
+        load_config(overlay)
+    overlay.write_text(json.dumps({"model": {"loss": {"kl_wieght": 1}}}))
+    with pytest.raises(ValueError, match="kl_wieght"):
+        load_config(overlay)
+    with pytest.raises(ValueError, match="batch_size=0"):
+        load_config("sim_synth", {"batch_size": 0})

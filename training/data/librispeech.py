@@ -1,0 +1,263 @@
+"""Datasets for corpora in LibriSpeech layout: real train-clean-100 with the CPC/GIM split and phone
+labels (see :mod:`training.data.download`), or a synthetic corpus (see :mod:`training.data.synth`).
+
+Differences from the reference (SIM/GIM ``LibriDataset``), all deliberate:
+
+* crops are reproducible: the offset of item ``i`` in epoch ``e`` comes from
+  ``numpy.random.default_rng((seed, e, i))``, independent of worker count and order (the reference uses
+  the unseeded global numpy RNG). Offsets are still 160-aligned and drawn from ``{160, 320, ...} <
+  max_len - crop`` as in the reference; utterances too short for that fall back to offset 0, and ones
+  shorter than the crop are zero-padded at the end (the reference crashes on both);
+* audio is float32 in [-1, 1] (SIM's scale; GIM's int32 mean/std normalisation is not applied);
+* full utterances are trimmed to a multiple of 160 samples (the reference meant to, but sliced channels);
+* speaker indices come from an explicit map that can be saved and reloaded (the reference rebuilds it).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from smooth_infomax.audio import HOP_SAMPLES, SAMPLE_RATE
+from training.data.audio_io import AudioFileError, audio_info, read_audio
+
+CROP_SAMPLES = 20480
+"""GIM/SIM training crop: 1.28 s, 128 frames."""
+AUDIO_EXTENSIONS = (".flac", ".wav")
+_UTTERANCE_ID = re.compile(r"^\d+-\d+-\d+$")
+
+
+@dataclass(frozen=True)
+class CorpusPaths:
+    """Where a LibriSpeech-layout corpus keeps its audio, split files and labels."""
+
+    root: Path
+
+    @property
+    def audio_dir(self) -> Path:
+        return self.root / "LibriSpeech" / "train-clean-100"
+
+    @property
+    def labels_dir(self) -> Path:
+        return self.root / "LibriSpeech100_labels_split"
+
+    def split(self, name: str) -> Path:
+        """``train_split``, ``test_split``, ``train_val_train`` or ``train_val_val``."""
+        return self.labels_dir / f"{name}.txt"
+
+    @property
+    def phone_labels(self) -> Path:
+        return self.labels_dir / "converted_aligned_phones.txt"
+
+    @property
+    def phone_table(self) -> Path:
+        """Synthetic corpora only; the CPC label file's class order is unpublished."""
+        return self.root / "phones.txt"
+
+
+def read_split(path: str | Path) -> list[str]:
+    """Utterance ids (``spk-chapter-utt``) of a split file, in file order."""
+    ids = []
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        line = line.strip()
+        if line and not _UTTERANCE_ID.match(line):
+            raise ValueError(f"{path}:{number}: not an utterance id 'speaker-chapter-utterance': {line!r}")
+        if line:
+            ids.append(line)
+    return ids
+
+
+def read_phone_labels(path: str | Path, utterance_ids: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """``{utterance_id: labels (n_labels,) int64}`` from ``converted_aligned_phones.txt``."""
+    wanted = set(utterance_ids) if utterance_ids is not None else None
+    labels = {}
+    with open(path) as lines:
+        for number, line in enumerate(lines, 1):
+            utt_id, _, rest = line.strip().partition(" ")
+            if not utt_id or (wanted is not None and utt_id not in wanted):
+                continue
+            try:
+                labels[utt_id] = np.array(rest.split(), dtype=np.int64)
+            except ValueError as error:
+                raise ValueError(f"{path}:{number}: bad label line for {utt_id}: {error}") from error
+    return labels
+
+
+def speaker_of(utterance_id: str) -> str:
+    return utterance_id.split("-", 1)[0]
+
+
+def _checked_speaker_map(utterance_ids: list[str], speaker_map: dict[str, int] | None) -> dict[str, int]:
+    if speaker_map is None:
+        return build_speaker_map(utterance_ids)
+    unknown = sorted({speaker_of(u) for u in utterance_ids} - set(speaker_map))
+    if unknown:
+        raise ValueError(f"speakers missing from the speaker map: {', '.join(unknown[:5])}")
+    return speaker_map
+
+
+def build_speaker_map(*utterance_id_lists: Sequence[str]) -> dict[str, int]:
+    """Speaker id -> index in order of first appearance (pass train ids first, as the reference does)."""
+    mapping: dict[str, int] = {}
+    for ids in utterance_id_lists:
+        for utt_id in ids:
+            mapping.setdefault(speaker_of(utt_id), len(mapping))
+    return mapping
+
+
+def save_speaker_map(mapping: dict[str, int], path: str | Path) -> None:
+    """Write ``{"speakers": [speaker ids in index order]}`` as JSON."""
+    order = sorted(mapping, key=mapping.__getitem__)
+    if [mapping[s] for s in order] != list(range(len(order))):
+        raise ValueError("speaker indices must be 0..n-1")
+    Path(path).write_text(json.dumps({"speakers": order}, indent=1) + "\n")
+
+
+def load_speaker_map(path: str | Path) -> dict[str, int]:
+    """Read a map written by :func:`save_speaker_map`."""
+    return {speaker: index for index, speaker in enumerate(json.loads(Path(path).read_text())["speakers"])}
+
+
+def utterance_path(audio_dir: str | Path, utterance_id: str) -> Path:
+    """``audio_dir/<spk>/<chapter>/<id>.flac`` (or ``.wav``); raises :class:`AudioFileError` if absent."""
+    speaker, chapter, _ = utterance_id.split("-")
+    stem = Path(audio_dir) / speaker / chapter / utterance_id
+    for extension in AUDIO_EXTENSIONS:
+        if stem.with_suffix(extension).is_file():
+            return stem.with_suffix(extension)
+    raise AudioFileError(stem.with_suffix(AUDIO_EXTENSIONS[0]), "file not found (also tried .wav)")
+
+
+def crop_offset(n_samples: int, crop_samples: int, rng: np.random.Generator) -> int:
+    """A 160-aligned offset from ``{160, 320, ...} < n_samples // 160 * 160 - crop_samples``, or 0."""
+    max_len = n_samples // HOP_SAMPLES * HOP_SAMPLES
+    candidates = np.arange(HOP_SAMPLES, max_len - crop_samples, HOP_SAMPLES)
+    return int(candidates[rng.integers(len(candidates))]) if len(candidates) else 0
+
+
+class CropItem(NamedTuple):
+    audio: torch.Tensor  # (1, crop_samples) float32
+    utterance_id: str
+    speaker: int
+    offset_samples: int
+
+
+class CropDataset(Dataset):
+    """Random 20480-sample crops at 160-aligned offsets, reproducible from ``(seed, epoch, index)``.
+
+    Items are :class:`CropItem`; a DataLoader batch has ``audio`` of shape ``(batch, 1, crop_samples)``.
+    Call :meth:`set_epoch` before each epoch (not with ``persistent_workers=True``: workers keep the
+    epoch they were started with).
+    """
+
+    def __init__(self, audio_dir: str | Path, utterance_ids: Sequence[str],
+                 speaker_map: dict[str, int] | None = None, crop_samples: int = CROP_SAMPLES, seed: int = 0,
+                 preload: bool = False):
+        self.audio_dir, self.utterance_ids = Path(audio_dir), list(utterance_ids)
+        self.speaker_map = _checked_speaker_map(self.utterance_ids, speaker_map)
+        self.crop_samples, self.seed, self.epoch = crop_samples, seed, 0
+        self._audio = [self._read(i) for i in range(len(self))] if preload else None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.utterance_ids)
+
+    def _read(self, index: int, start: int = 0, stop: int | None = None) -> np.ndarray:
+        return read_audio(utterance_path(self.audio_dir, self.utterance_ids[index]), start=start, stop=stop)
+
+    def __getitem__(self, index: int) -> CropItem:
+        utt_id = self.utterance_ids[index]
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        if self._audio is not None:
+            audio = self._audio[index]
+            offset = crop_offset(len(audio), self.crop_samples, rng)
+            crop = audio[offset:offset + self.crop_samples]
+        else:
+            path = utterance_path(self.audio_dir, utt_id)
+            n_frames, rate = audio_info(path)
+            if rate == SAMPLE_RATE:
+                offset = crop_offset(n_frames, self.crop_samples, rng)
+                crop = read_audio(path, start=offset, stop=offset + self.crop_samples)
+            else:
+                audio = read_audio(path)
+                offset = crop_offset(len(audio), self.crop_samples, rng)
+                crop = audio[offset:offset + self.crop_samples]
+        if len(crop) < self.crop_samples:
+            crop = np.pad(crop, (0, self.crop_samples - len(crop)))
+        return CropItem(torch.from_numpy(crop).unsqueeze(0), utt_id, self.speaker_map[speaker_of(utt_id)], offset)
+
+
+class UtteranceItem(NamedTuple):
+    audio: torch.Tensor  # (1, samples) float32, samples a multiple of 160
+    utterance_id: str
+    speaker: int
+    labels: torch.Tensor  # (n_labels,) int64; empty when the dataset has no labels
+
+
+class UtteranceDataset(Dataset):
+    """Whole utterances (for probes; use batch size 1) with frame phone labels.
+
+    ``labels`` maps utterance id to labels (:func:`read_phone_labels`); match them to encoder frames
+    with :func:`align_labels`.
+    """
+
+    def __init__(self, audio_dir: str | Path, utterance_ids: Sequence[str],
+                 labels: dict[str, np.ndarray] | None = None, speaker_map: dict[str, int] | None = None):
+        self.audio_dir, self.utterance_ids, self.labels = Path(audio_dir), list(utterance_ids), labels
+        self.speaker_map = _checked_speaker_map(self.utterance_ids, speaker_map)
+        if labels is not None:
+            missing = [u for u in self.utterance_ids if u not in labels]
+            if missing:
+                raise ValueError(f"{len(missing)} utterances have no phone labels, e.g. {missing[0]}")
+
+    def __len__(self) -> int:
+        return len(self.utterance_ids)
+
+    def __getitem__(self, index: int) -> UtteranceItem:
+        utt_id = self.utterance_ids[index]
+        audio = read_audio(utterance_path(self.audio_dir, utt_id))
+        audio = audio[: len(audio) // HOP_SAMPLES * HOP_SAMPLES]
+        labels = self.labels[utt_id] if self.labels is not None else np.zeros(0, dtype=np.int64)
+        return UtteranceItem(torch.from_numpy(audio).unsqueeze(0), utt_id, self.speaker_map[speaker_of(utt_id)],
+                             torch.from_numpy(labels))
+
+
+def align_labels(labels: np.ndarray | torch.Tensor, n_frames: int, anchor: str = "end"):
+    """Pair ``n_frames`` encoder frames with ``labels``: returns ``(frame_slice, labels)`` of equal length.
+
+    ``anchor="end"`` is the reference's ``output[-len(labels):]`` (the CPC label file has 1-3 labels fewer
+    than frames); ``"start"`` pairs the first frames instead. Surplus labels are dropped at the other end.
+    Synthetic corpora have exactly ``n_samples // 160`` labels, so both anchors agree there.
+    """
+    n = min(len(labels), n_frames)
+    if anchor == "end":
+        return slice(n_frames - n, n_frames), labels[len(labels) - n:]
+    if anchor == "start":
+        return slice(0, n), labels[:n]
+    raise ValueError(f"anchor must be 'end' or 'start', not {anchor!r}")
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: seed numpy and ``random`` from the worker's torch seed."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0, num_workers: int = 0,
+                drop_last: bool = True) -> DataLoader:
+    """A DataLoader whose order and worker seeds follow ``seed`` (train: shuffle; test: no shuffle)."""
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
+                      drop_last=drop_last, worker_init_fn=seed_worker,
+                      generator=torch.Generator().manual_seed(seed))
