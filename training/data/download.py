@@ -80,7 +80,7 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _open(url: str, offset: int, timeout_s: float):
+def _open(url: str, offset: int, timeout_s: float, destination: Path):
     headers = {"User-Agent": "smooth-infomax-data/1"} | ({"Range": f"bytes={offset}-"} if offset else {})
     try:
         return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout_s)
@@ -91,14 +91,14 @@ def _open(url: str, offset: int, timeout_s: float):
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
         raise PrepareError(f"cannot download {url}: {reason}\nThis machine looks offline (or the server is "
-                           "unreachable). Download the files on a machine with internet and copy them into "
-                           "the downloads/ folder of the output directory, then run this command again.") from error
+                           f"unreachable). Fetch the file on a machine with internet, save it as {destination}, "
+                           "and run this command again: files found there are verified and used.") from error
 
 
 def download(url: str, part: Path, timeout_s: float = 60.0, quiet: bool = False) -> None:
     """Download ``url`` into ``part``, resuming from its current size with an HTTP Range request."""
     offset = part.stat().st_size if part.exists() else 0
-    response = _open(url, offset, timeout_s)
+    response = _open(url, offset, timeout_s, part.with_suffix(""))
     if response is None:
         return
     with response:

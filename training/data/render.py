@@ -27,11 +27,12 @@ def _synthesize(speaker: Speaker, texts: list[str], plans: list[dict]) -> list[e
     if speaker.engine == "espeak":
         espeak = engines.Espeak()
         espeak.set_voice(speaker.voice)
-        return [espeak.synthesize(text, **plan["engine"]) for text, plan in zip(texts, plans)]
+        return [espeak.synthesize(text, **plan["engine"]) for text, plan in zip(texts, plans, strict=True)]
     if speaker.engine == "festival":
-        jobs = [{"text": text, **plan["engine"]} for text, plan in zip(texts, plans)]
+        jobs = [{"text": text, **plan["engine"]} for text, plan in zip(texts, plans, strict=True)]
         return engines.festival_batch(speaker.voice, jobs, hts_alpha=speaker.settings.get("hts_alpha"))
-    return [engines.flite_synthesize(text, speaker.voice, **plan["engine"]) for text, plan in zip(texts, plans)]
+    return [engines.flite_synthesize(text, speaker.voice, **plan["engine"])
+            for text, plan in zip(texts, plans, strict=True)]
 
 
 def render(synthesis: engines.Synthesis, table: dict, settings: dict, plan: dict,
@@ -79,7 +80,7 @@ def synthesize_speaker(task: dict) -> list[dict]:
     chapter_dir.mkdir(parents=True, exist_ok=True)
     syntheses = _synthesize(speaker, task["texts"], task["plans"])
     rows = []
-    for i, (text, plan, synthesis) in enumerate(zip(task["texts"], task["plans"], syntheses)):
+    for i, (text, plan, synthesis) in enumerate(zip(task["texts"], task["plans"], syntheses, strict=True)):
         utt_id = f"{speaker.speaker_id}-{speaker.chapter_id}-{i:04d}"
         noise_rng = np.random.default_rng([task["seed"], speaker.index, i, 3])
         pcm, segments, n_unknown = render(synthesis, table, speaker.settings, plan, noise_rng)

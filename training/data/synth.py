@@ -98,7 +98,7 @@ def _write_tables(out: Path, roster, rows_by_speaker: list[list[dict]], args) ->
     labels_dir = out / LABELS_SUBDIR
     _write_lines(labels_dir / "converted_aligned_phones.txt", [f"{r['utterance_id']} {r['labels']}" for r in rows])
     splits = {"train_split": [], "test_split": [], "train_val_train": [], "train_val_val": []}
-    for speaker, speaker_rows in zip(roster, rows_by_speaker):
+    for speaker, speaker_rows in zip(roster, rows_by_speaker, strict=True):
         ids = [r["utterance_id"] for r in speaker_rows]
         train, test = _split(len(ids), args.test_fraction, np.random.default_rng([args.seed, speaker.index, 4]))
         val_train, val = _split(len(train), 0.1, np.random.default_rng([args.seed, speaker.index, 5]))
@@ -114,10 +114,11 @@ def _write_tables(out: Path, roster, rows_by_speaker: list[list[dict]], args) ->
         for s in roster])
     minutes = [sum(r["n_samples"] for r in rs) / SAMPLE_RATE / 60 for rs in rows_by_speaker]
     _write_lines(out / "LibriSpeech" / "SPEAKERS.TXT", ["; ID | SEX | SUBSET | MINUTES | NAME"] + [
-        f"{s.speaker_id} | {s.sex} | train-clean-100 | {m:.2f} | {s.engine} {s.voice}" for s, m in zip(roster, minutes)])
+        f"{s.speaker_id} | {s.sex} | train-clean-100 | {m:.2f} | {s.engine} {s.voice}"
+        for s, m in zip(roster, minutes, strict=True)])
     _write_lines(out / "utterances.tsv", ["utterance_id\tn_samples\tn_labels\trms_dbfs\tpeak\ttext"] + [
-        f"{r['utterance_id']}\t{r['n_samples']}\t{r['n_samples'] // HOP_SAMPLES}\t{r['rms_dbfs']}\t{r['peak']}\t{r['text']}"
-        for r in rows])
+        "\t".join(map(str, (r["utterance_id"], r["n_samples"], r["n_samples"] // HOP_SAMPLES, r["rms_dbfs"],
+                            r["peak"], r["text"]))) for r in rows])
     _write_lines(out / "phone_segments.txt", ["# utterance_id start_s end_s class_index"] + [
         f"{r['utterance_id']} {s:.4f} {e:.4f} {c}" for r in rows for s, e, c in r["segments"]])
     (out / "LICENSES.txt").write_text(
