@@ -62,13 +62,16 @@ def info_nce(context: torch.Tensor, target: torch.Tensor, predictor: nn.Linear, 
     c = context[:, draws.start : draws.start + window_frames]
     z = target[:, draws.start : draws.start + window_frames]
     window = c.shape[1]
-    predictions = predictor(c).view(batch, window, steps, dim)  # (batch, window, K, dim)
-    negatives = target.reshape(batch * frames, dim)[draws.negative_rows]  # (N, batch * frames, dim)
+    predictions = predictor(c).view(batch, window, steps, dim).unbind(2)  # K x (batch, window, dim)
+    # step k scores its batch * (window - k) predictions against the last that many negative rows (as the
+    # reference), so only the last batch * (window - 1) rows of each permutation are ever used: gather just those
+    used_rows = draws.negative_rows[:, -batch * (window - 1) :]
+    negatives = target.reshape(batch * frames, dim)[used_rows]  # (N, batch * (window - 1), dim)
     losses, hits = [], []
     for k in range(1, min(steps, window - 1) + 1):
-        pred = predictions[:, : window - k, k - 1].reshape(-1, dim)  # (batch * (window - k), dim)
+        pred = predictions[k - 1][:, : window - k].reshape(-1, dim)  # (batch * (window - k), dim)
         positive = (pred * z[:, k:].reshape(-1, dim)).sum(-1, keepdim=True)
-        negative_k = negatives[:, negatives.shape[1] - pred.shape[0] :]  # the last rows, as the reference
+        negative_k = negatives[:, negatives.shape[1] - pred.shape[0] :]
         negative = torch.einsum("rd,nrd->rn", pred, negative_k)
         logits = torch.cat([positive, negative], dim=1)  # (rows, 1 + N)
         losses.append(-F.log_softmax(logits, dim=1)[:, 0].mean())
