@@ -183,11 +183,14 @@ class SmoothInfoMaxEncoder(nn.Module):
 
     # --- persistence (see hub.py) ------------------------------------------------------------------------------
 
-    def save_pretrained(self, save_directory: str | Path, model_card: object | None = None) -> Path:
-        """Write ``config.json``, ``model.safetensors`` and a ``README.md`` model card to ``save_directory``."""
+    def save_pretrained(
+        self, save_directory: str | Path, model_card: object | None = None, weights_dtype: torch.dtype | None = None
+    ) -> Path:
+        """Write ``config.json``, ``model.safetensors`` and a ``README.md`` model card to ``save_directory``
+        (floating-point weights stored as ``weights_dtype`` when given, e.g. ``torch.float16``)."""
         from .hub import save_pretrained
 
-        return save_pretrained(self, save_directory, model_card)
+        return save_pretrained(self, save_directory, model_card, weights_dtype)
 
     @classmethod
     def from_pretrained(

@@ -43,13 +43,21 @@ def shipped_models() -> dict[str, Path]:
     return {p.name: Path(str(p)) for p in root.iterdir() if p.is_dir() and (p / CONFIG_NAME).is_file()}
 
 
-def save_pretrained(model: SmoothInfoMaxEncoder, directory: str | Path, card: ModelCard | None = None) -> Path:
-    """Write ``config.json``, ``model.safetensors`` and ``README.md`` for ``model`` into ``directory``."""
+def save_pretrained(
+    model: SmoothInfoMaxEncoder, directory: str | Path, card: ModelCard | None = None,
+    weights_dtype: torch.dtype | None = None,
+) -> Path:
+    """Write ``config.json``, ``model.safetensors`` and ``README.md`` for ``model`` into ``directory``.
+
+    ``weights_dtype`` (e.g. ``torch.float16``) stores the floating-point tensors in that dtype; loading casts them
+    back to the dtype the model is built in (float32 unless ``from_pretrained(dtype=...)``).
+    """
     from safetensors.torch import save_file
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
+    cast = lambda t: t.to(weights_dtype) if weights_dtype is not None and t.is_floating_point() else t  # noqa: E731
+    tensors = {name: cast(t.detach().cpu()).contiguous() for name, t in model.state_dict().items()}
     metadata = {"format": "pt", "library": "smooth-infomax", "preset": model.config.preset}
     save_file(tensors, str(directory / WEIGHTS_NAME), metadata=metadata)
     (directory / CONFIG_NAME).write_text(model.config.to_json(), encoding="utf-8")

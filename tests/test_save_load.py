@@ -149,3 +149,18 @@ def test_import_has_no_side_effects():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "" and result.stderr == ""
+
+
+def test_float16_weights_load_into_float32(saved, tmp_path):
+    model, _ = saved
+    model.save_pretrained(tmp_path / "half", weights_dtype=torch.float16)
+    from safetensors.torch import load_file
+
+    stored = load_file(tmp_path / "half" / "model.safetensors")
+    assert stored["stages.0.convs.0.conv.weight"].dtype == torch.float16
+    assert stored["stages.0.convs.0.norm.num_batches_tracked"].dtype == torch.long
+    loaded = SmoothInfoMaxEncoder.from_pretrained(tmp_path / "half")
+    assert next(loaded.parameters()).dtype == torch.float32
+    wav = torch.randn(8000)
+    for a, b in zip(model.extract(wav), loaded.extract(wav)):
+        assert ((a.mean - b.mean).norm() / a.mean.norm()).item() < 1e-2
