@@ -3,6 +3,7 @@ and the training loop runs distributed."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -38,8 +39,15 @@ def test_two_process_ddp_matches_single_process(tmp_path_factory, tmp_path):
     env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{root / 'tests'}", "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                str(root / "tests" / "ddp_worker.py"), str(tmp_path), json.dumps(config)]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        _, stderr = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:  # timed out: stop torchrun and both workers
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 0, stderr[-3000:]
     ddp = load_file(tmp_path / "ddp_grads.safetensors")
     reference = single_process_mean_gradient()
     assert set(ddp) == set(reference)
