@@ -124,7 +124,7 @@ class SmoothInfoMaxEncoder(nn.Module):
             An ``Extraction``: for each requested module ``mean``/``logvar``/``sample`` ``(batch, frames, dim)``,
             valid frame ``lengths`` and frame geometry. Results for an item do not depend on the rest of the batch.
         """
-        wanted = self._resolve_layers(layers)
+        wanted = self.resolve_layers(layers)
         parameter = next(self.parameters())
         rate = self.sample_rate if sample_rate is None else sample_rate
         audio = prepare_audio(wav, rate, lengths, self.sample_rate, parameter.dtype, parameter.device)
@@ -158,7 +158,8 @@ class SmoothInfoMaxEncoder(nn.Module):
             drawn = mask_frames(drawn.transpose(1, 2), lengths).transpose(1, 2)
         return ModuleFeatures(index, mean, logvar, drawn, lengths.cpu(), self.geometries[index])
 
-    def _resolve_layers(self, layers: Sequence[int] | int | None) -> list[int]:
+    def resolve_layers(self, layers: Sequence[int] | int | None) -> list[int]:
+        """Sorted, de-duplicated module indices for ``layers`` (``None``: all; negative counts from the end)."""
         if layers is None:
             return list(range(self.num_modules))
         if isinstance(layers, int):

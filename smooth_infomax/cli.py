@@ -1,0 +1,101 @@
+"""``sim-extract``: Smooth InfoMax features for every audio file under a folder (see ``docs/cli.md``).
+
+Exit codes: 0 when every input of this shard is complete (written now or already up to date; also with no
+input at all), 1 when at least one input failed (listed in the summary and in ``failures.jsonl``), 2 for usage
+and setup errors (bad option, missing IN_DIR, a model that cannot be loaded); nothing is written then.
+
+This module only parses options; the work is done by ``smooth_infomax.extraction.run``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from .extraction.settings import FORMATS, STORE_DTYPES, RunOptions, parse_modules, parse_shard, parse_what
+
+_DEFAULT_WORKERS = min(4, max(1, (os.cpu_count() or 2) // 2))
+
+
+class SetupFailure(click.ClickException):
+    """A run that cannot start; exits with code 2 like click's usage errors."""
+
+    exit_code = 2
+
+
+def _list_models(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from .extraction.models import model_list_lines
+
+    for line in model_list_lines():
+        click.echo(line)
+    ctx.exit(0)
+
+
+def _parsed(parser):
+    """A click callback that applies ``parser`` and turns its ``ValueError`` into a usage error."""
+    def callback(_ctx, param, value):
+        try:
+            return None if value is None else parser(value)
+        except ValueError as err:
+            raise click.BadParameter(str(err), param=param) from None
+    return callback
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.argument("in_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--model", help="Shipped model name, Hub repo id or local folder [default: sim-synth if shipped].")
+@click.option("--revision", help="Hub branch, tag or commit of --model.")
+@click.option("--glob", "pattern", help="Only files matching this shell pattern (relative to IN_DIR; without '/' "
+              "it matches file names) [default: every audio extension soundfile reads].")
+@click.option("--manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Read the input list from this file (one path per line, TSV first column, or JSON lines with "
+              "'path'/'audio_filepath'); relative paths are relative to IN_DIR.")
+@click.option("--modules", default="all", show_default=True, callback=_parsed(parse_modules),
+              help="Modules to store: 'all' or indices such as 0,2,-1.")
+@click.option("--what", default="mean", show_default=True, callback=_parsed(parse_what),
+              help="Comma-separated subset of mean,logvar,sample (logvar and sample exist for Gaussian modules).")
+@click.option("--dtype", type=click.Choice(list(STORE_DTYPES)), default="float32", show_default=True,
+              help="Stored dtype.")
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="safetensors", show_default=True,
+              help="Output format (npz is written without pickle).")
+@click.option("--chunk-seconds", type=click.FloatRange(min=0.01), default=30.0, show_default=True,
+              help="Files longer than this are processed in chunks of this length (bounded memory, same result).")
+@click.option("--batch-seconds", type=click.FloatRange(min=0.01), default=60.0, show_default=True,
+              help="Padded audio per batch; files of similar length are batched together.")
+@click.option("--num-workers", type=click.IntRange(min=0), default=_DEFAULT_WORKERS, show_default=True,
+              help="DataLoader workers decoding and resampling (0: in the main process).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--bf16", is_flag=True, help="Compute under bfloat16 autocast (faster on recent hardware; "
+              "results differ slightly, so outputs are fingerprinted separately).")
+@click.option("--skip-existing/--force", default=True, show_default=True,
+              help="Skip inputs whose output is up to date (same input and settings), or recompute everything.")
+@click.option("--dry-run", is_flag=True, help="Print what would be computed and the disk estimate; write nothing.")
+@click.option("--shard", callback=_parsed(parse_shard), metavar="I/N",
+              help="Process only shard I of N (0-based); under torchrun each rank takes its own sub-shard.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--list-models", is_flag=True, is_eager=True, expose_value=False, callback=_list_models,
+              help="List shipped and cached models, then exit.")
+@click.pass_context
+def main(ctx: click.Context, **kwargs) -> None:
+    """Extract SIM features for every audio file under IN_DIR into a mirrored tree under OUT_DIR.
+
+    Exit codes: 0 all inputs complete, 1 some inputs failed (see failures.jsonl), 2 usage or setup error.
+    Details: docs/cli.md.
+    """
+    from .extraction import SetupError, run
+    from .extraction.report import summary_lines
+
+    options = RunOptions(**kwargs)
+    try:
+        summary = run(options, echo=lambda line: click.echo(line, err=line.startswith("warning")))
+    except SetupError as err:
+        raise SetupFailure(str(err)) from None
+    if not summary.dry_run:
+        for line in summary_lines(summary):
+            click.echo(line, err=line.startswith("FAILED"))
+    ctx.exit(summary.exit_code)

@@ -1,0 +1,112 @@
+"""What a run computes and stores, and parsing of the CLI's compact option values (``--what``, ``--modules``,
+``--shard``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+WHAT_CHOICES = ("mean", "logvar", "sample")
+STORE_DTYPES = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2")}
+FORMATS = ("safetensors", "npz", "npy")
+DEFAULT_MODEL = "sim-synth"
+FEATURE_FORMAT_VERSION = 1
+"""Version of the output layout (keys and metadata); part of every fingerprint."""
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` of ``count`` (0-based): the files whose path hash falls in this shard."""
+
+    index: int = 0
+    count: int = 1
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    @property
+    def suffix(self) -> str:
+        """File-name suffix of this shard's logs: empty for an unsharded run, ``-shard1of4`` otherwise."""
+        return "" if self.count == 1 else f"-shard{self.index}of{self.count}"
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    """Everything that decides the numbers written for a file; its hash is part of each output's fingerprint.
+
+    ``model_sha256`` identifies the model by its config and weights, not by its name or path, so a moved or
+    re-downloaded model does not force a recompute, while retrained weights do.
+    """
+
+    modules: tuple[int, ...]
+    what: tuple[str, ...]
+    dtype: str
+    compute_dtype: str
+    model_sha256: str
+    format_version: int = FEATURE_FORMAT_VERSION
+
+    def sha256(self) -> str:
+        text = json.dumps(asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """All options of one ``sim-extract`` run (see ``docs/cli.md``)."""
+
+    in_dir: Path
+    out_dir: Path
+    model: str | None = None
+    revision: str | None = None
+    pattern: str | None = None
+    manifest: Path | None = None
+    modules: tuple[int, ...] | None = None
+    what: tuple[str, ...] = ("mean",)
+    dtype: str = "float32"
+    fmt: str = "safetensors"
+    chunk_seconds: float = 30.0
+    batch_seconds: float = 60.0
+    num_workers: int = 0
+    device: str = "auto"
+    bf16: bool = False
+    skip_existing: bool = True
+    dry_run: bool = False
+    shard: Shard | None = None
+    quiet: bool = False
+
+
+def parse_what(text: str) -> tuple[str, ...]:
+    """``"mean,logvar"`` -> ``("mean", "logvar")`` in canonical order; unknown names are a ``ValueError``."""
+    names = {part.strip() for part in text.split(",") if part.strip()}
+    unknown = sorted(names - set(WHAT_CHOICES))
+    if unknown or not names:
+        raise ValueError(f"expected a comma-separated subset of {','.join(WHAT_CHOICES)}, got {text!r}")
+    return tuple(name for name in WHAT_CHOICES if name in names)
+
+
+def parse_modules(text: str) -> tuple[int, ...] | None:
+    """``"all"`` -> ``None`` (every module); ``"0,2,-1"`` -> ``(0, 2, -1)`` (negative counts from the end)."""
+    if text.strip().lower() == "all":
+        return None
+    try:
+        modules = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ValueError(f"expected 'all' or comma-separated module indices such as 0,2,-1, got {text!r}") from None
+    if not modules:
+        raise ValueError("no module index given")
+    return modules
+
+
+def parse_shard(text: str) -> Shard:
+    """``"1/4"`` -> ``Shard(1, 4)``: shard indices are 0-based, ``0 <= I < N``."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ValueError(f"expected I/N such as 0/4, got {text!r}") from None
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(f"shard I/N needs N >= 1 and 0 <= I < N, got {text!r}")
+    return Shard(index, count)
