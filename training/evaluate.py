@@ -1,0 +1,558 @@
+"""Linear-probe evaluation of frozen encoders: phone and speaker accuracy per module and GRU, with MFCC and
+random-initialisation baselines in the same run (protocol: ``docs/evaluation.md``).
+
+    python -m training.evaluate --data data/synth --model sim=runs/sim_synth --model gim=models/gim \\
+        --random-init sim --mfcc --out results/
+
+``--model NAME=PATH``: PATH is a ``save_pretrained`` folder, a training run folder (its latest checkpoint), a
+checkpoint file, or a model name/Hub id for ``from_pretrained``. Writes ``results.json`` (every number, settings,
+label maps, timings), ``results.md`` (a table), ``speakers.json`` and ``phones.json`` (label maps) to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
+from functools import partial
+from pathlib import Path
+
+import torch
+
+from smooth_infomax import SmoothInfoMaxEncoder, __version__
+from smooth_infomax.analysis.features import (
+    EncoderFeatures,
+    FeatureSource,
+    MfccFeatures,
+)
+from smooth_infomax.analysis.probes import (
+    PHONE_PROBE,
+    SPEAKER_PROBE,
+    SYLLABLE_PROBE,
+    LabelledFeatures,
+    ProbeConfig,
+    collect_frame_features,
+    collect_pooled_features,
+    majority_baseline,
+    run_probe,
+    save_label_map,
+    save_probe,
+)
+from training.data.librispeech import (
+    CROP_SAMPLES,
+    CorpusPaths,
+    CropDataset,
+    UtteranceDataset,
+    align_labels,
+    build_speaker_map,
+    read_phone_labels,
+    read_split,
+    save_speaker_map,
+    speaker_of,
+)
+
+N_PHONE_CLASSES = 41
+EVAL_PHONE_PROBE = replace(PHONE_PROBE, learning_rate=1e-3, epochs=10, standardize=True)
+"""The phone probe of this evaluation: the paper's probe with lr 1e-3 (converges in 10 epochs on cached frames)."""
+EVAL_SPEAKER_PROBE = replace(SPEAKER_PROBE, epochs=300, standardize=True)
+EVAL_SYLLABLE_PROBE = replace(SYLLABLE_PROBE, standardize=True)
+
+
+# --- settings -----------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """Everything that decides the numbers (stored in ``results.json``)."""
+
+    phone_probe: ProbeConfig = EVAL_PHONE_PROBE
+    speaker_probe: ProbeConfig = EVAL_SPEAKER_PROBE
+    syllable_probe: ProbeConfig = EVAL_SYLLABLE_PROBE
+    speaker_crops: int = 2
+    crop_samples: int = CROP_SAMPLES
+    seed: int = 0
+    train_split: str = "train_split"
+    test_split: str = "test_split"
+    max_utterances_per_speaker: int | None = None
+    label_anchor: str = "end"
+    feature_dtype: str = "float16"
+    batch_seconds: float = 60.0
+    device: str = "cpu"
+
+
+@dataclass
+class Corpus:
+    """A LibriSpeech-layout corpus with its splits, phone labels and label maps."""
+
+    paths: CorpusPaths
+    train_ids: list[str]
+    test_ids: list[str]
+    labels: dict
+    speaker_map: dict[str, int]
+    phone_names: list[str]
+
+
+@dataclass
+class FeatureCache:
+    """Extracted features of one source: ``{feature name: LabelledFeatures}`` per task and split."""
+
+    phone_train: dict[str, LabelledFeatures]
+    phone_test: dict[str, LabelledFeatures]
+    speaker_train: dict[str, LabelledFeatures]
+    speaker_test: dict[str, LabelledFeatures]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+# --- data ---------------------------------------------------------------------------------------------------------
+
+def first_per_speaker(ids: list[str], limit: int | None) -> list[str]:
+    """The first ``limit`` utterances of each speaker, in split order (all when ``limit`` is ``None``)."""
+    if limit is None:
+        return list(ids)
+    counts: dict[str, int] = {}
+    kept = []
+    for utt_id in ids:
+        speaker = speaker_of(utt_id)
+        if counts.get(speaker, 0) < limit:
+            kept.append(utt_id)
+            counts[speaker] = counts.get(speaker, 0) + 1
+    return kept
+
+
+def load_corpus(root: str | Path, settings: EvalSettings) -> Corpus:
+    """Splits, labels and label maps of the corpus at ``root``; speakers indexed train-first (as the reference)."""
+    paths = CorpusPaths(Path(root))
+    train = first_per_speaker(read_split(paths.split(settings.train_split)), settings.max_utterances_per_speaker)
+    test = first_per_speaker(read_split(paths.split(settings.test_split)), settings.max_utterances_per_speaker)
+    labels = read_phone_labels(paths.phone_labels, train + test)
+    if paths.phone_table.is_file():
+        from training.data.phones import read_phone_table
+
+        phone_names = read_phone_table(paths.phone_table)
+    else:  # real LibriSpeech: the CPC label file's class order is unpublished
+        phone_names = [str(i) for i in range(N_PHONE_CLASSES)]
+    return Corpus(paths, train, test, labels, build_speaker_map(train, test), phone_names)
+
+
+def utterances(corpus: Corpus, ids: list[str]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``(waveform (samples,), phone labels (n_labels,))`` of whole utterances, trimmed to a multiple of 160."""
+    dataset = UtteranceDataset(corpus.paths.audio_dir, ids, corpus.labels, corpus.speaker_map)
+    for index in range(len(dataset)):
+        item = dataset[index]
+        yield item.audio[0], item.labels
+
+
+def crop_batches(corpus: Corpus, ids: list[str], n_crops: int, seed: int, crop_samples: int,
+                 batch_size: int = 16) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """``n_crops`` fixed crops per utterance as batches ``(audio (b, samples), lengths (b,), speakers (b,))``.
+
+    Crop ``k`` of utterance ``i`` is ``CropDataset(seed=seed)`` item ``i`` of epoch ``k``: the same for every model.
+    """
+    dataset = CropDataset(corpus.paths.audio_dir, ids, corpus.speaker_map, crop_samples, seed=seed)
+    items = []
+    for crop in range(n_crops):
+        dataset.set_epoch(crop)
+        for index in range(len(dataset)):
+            items.append(dataset[index])
+            if len(items) == batch_size:
+                yield _stack_crops(items)
+                items = []
+    if items:
+        yield _stack_crops(items)
+
+
+def _stack_crops(items) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    audio = torch.stack([item.audio[0] for item in items])
+    return audio, torch.full((len(items),), audio.shape[1]), torch.tensor([item.speaker for item in items])
+
+
+def _progress(total: int, description: str, quiet: bool):
+    if quiet:
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=description, unit="item", file=sys.stderr, leave=False)
+    return bar.update, bar.close
+
+
+def extract_features(source: FeatureSource, corpus: Corpus, settings: EvalSettings, label: str = "",
+                     quiet: bool = True) -> FeatureCache:
+    """Run ``source`` once over the train and test utterances (phones) and the fixed speaker crops."""
+    dtype = getattr(torch, settings.feature_dtype)
+    align = partial(align_labels, anchor=settings.label_anchor)
+    batch = int(settings.batch_seconds * 16000)
+    seconds, results = {}, {}
+    jobs = {
+        "phone_train": lambda p: collect_frame_features(source, utterances(corpus, corpus.train_ids), align, dtype,
+                                                        batch, p),
+        "phone_test": lambda p: collect_frame_features(source, utterances(corpus, corpus.test_ids), align, dtype,
+                                                       batch, p),
+        "speaker_train": lambda p: collect_pooled_features(
+            source, crop_batches(corpus, corpus.train_ids, settings.speaker_crops, settings.seed,
+                                 settings.crop_samples), torch.float32, p),
+        "speaker_test": lambda p: collect_pooled_features(
+            source, crop_batches(corpus, corpus.test_ids, settings.speaker_crops, settings.seed + 1,
+                                 settings.crop_samples), torch.float32, p),
+    }
+    sizes = {"phone_train": len(corpus.train_ids), "phone_test": len(corpus.test_ids),
+             "speaker_train": len(corpus.train_ids) * settings.speaker_crops,
+             "speaker_test": len(corpus.test_ids) * settings.speaker_crops}
+    for name, job in jobs.items():
+        update, close = _progress(sizes[name], f"{label} {name}", quiet)
+        start = time.perf_counter()
+        results[name] = job(update)
+        seconds[name] = round(time.perf_counter() - start, 3)
+        close()
+    return FeatureCache(**results, seconds=seconds)
+
+
+# --- models -------------------------------------------------------------------------------------------------------
+
+def load_encoder(spec: str, device: str = "cpu") -> tuple[SmoothInfoMaxEncoder, str]:
+    """An encoder in eval mode from a ``save_pretrained`` folder, a run folder (latest checkpoint), a checkpoint
+    file, or a ``from_pretrained`` name; and a description of where it came from."""
+    path = Path(spec)
+    if path.is_dir() and (path / "config.json").is_file():
+        return SmoothInfoMaxEncoder.from_pretrained(path, device=device).eval(), f"pretrained folder {path}"
+    if path.is_dir() and (path / "checkpoints").is_dir() or path.is_file():
+        from training.checkpoint import latest_checkpoint
+        from training.export import encoder_from_checkpoint
+
+        checkpoint = latest_checkpoint(path) if path.is_dir() else path
+        if checkpoint is None:
+            raise FileNotFoundError(f"{path}: no checkpoints")
+        encoder, state = encoder_from_checkpoint(checkpoint)
+        return encoder.to(device).eval(), f"checkpoint {checkpoint} (step {state.get('step')})"
+    return SmoothInfoMaxEncoder.from_pretrained(spec, device=device).eval(), f"from_pretrained({spec!r})"
+
+
+def random_encoder(preset: str, seed: int, device: str = "cpu") -> SmoothInfoMaxEncoder:
+    """A randomly initialised encoder of ``preset``, reproducible from ``seed`` (eval mode)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        encoder = SmoothInfoMaxEncoder.from_preset(preset)
+    return encoder.to(device).eval()
+
+
+# --- probes -------------------------------------------------------------------------------------------------------
+
+def with_standardize(config: ProbeConfig, source: FeatureSource) -> ProbeConfig:
+    """A source that asks for standardisation (MFCCs: the baseline's StandardScaler) gets it whatever the setting."""
+    return replace(config, standardize=True) if getattr(source, "standardize", False) else config
+
+
+def probe_features(cache: FeatureCache, source: FeatureSource, corpus: Corpus, settings: EvalSettings,
+                   probe_dir: Path | None = None, model: str = "") -> dict[str, dict]:
+    """Train and score the phone and speaker probes on every cached feature set of one source."""
+    out = {}
+    for name in source.feature_names:
+        entry: dict = {}
+        tasks = [("phone", cache.phone_train, cache.phone_test, N_PHONE_CLASSES, settings.phone_probe,
+                  corpus.phone_names),
+                 ("speaker", cache.speaker_train, cache.speaker_test, len(corpus.speaker_map), settings.speaker_probe,
+                  _speaker_names(corpus))]
+        for task, train, test, n_classes, config, classes in tasks:
+            if name not in train:
+                continue
+            entry["dim"] = train[name].dim
+            result = run_probe(train[name], test[name], n_classes, with_standardize(config, source), settings.device)
+            entry[task] = result.as_dict()
+            if probe_dir is not None:
+                save_probe(result.probe, probe_dir / f"{_slug(model)}__{_slug(name)}__{task}.safetensors", classes,
+                           {"model": model, "features": name, "task": task})
+        out[name] = entry
+    return out
+
+
+def _speaker_names(corpus: Corpus) -> list[str]:
+    return sorted(corpus.speaker_map, key=corpus.speaker_map.__getitem__)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
+
+
+def chance_rates(cache: FeatureCache, n_speakers: int) -> dict:
+    """Majority-class (most frequent train label, scored on test) and uniform chance rates of both tasks."""
+    phone_train, phone_test = next(iter(cache.phone_train.values())), next(iter(cache.phone_test.values()))
+    speaker_train, speaker_test = next(iter(cache.speaker_train.values())), next(iter(cache.speaker_test.values()))
+    return {
+        "phone": {"majority": majority_baseline(phone_train.labels, phone_test.labels).as_dict(),
+                  "majority_class": int(torch.bincount(phone_train.labels).argmax()),
+                  "uniform": 1 / N_PHONE_CLASSES,
+                  "classes_in_test": int(phone_test.labels.unique().numel())},
+        "speaker": {"majority": majority_baseline(speaker_train.labels, speaker_test.labels).as_dict(),
+                    "uniform": 1 / n_speakers},
+    }
+
+
+def _first(features: dict[str, LabelledFeatures]) -> LabelledFeatures:
+    return next(iter(features.values()))
+
+
+def corpus_summary(corpus: Corpus, cache: FeatureCache, settings: EvalSettings) -> dict:
+    return {"root": str(corpus.paths.root), "train_utterances": len(corpus.train_ids),
+            "test_utterances": len(corpus.test_ids), "speakers": len(corpus.speaker_map),
+            "train_frames": len(_first(cache.phone_train)), "test_frames": len(_first(cache.phone_test)),
+            "train_crops": len(_first(cache.speaker_train)), "test_crops": len(_first(cache.speaker_test)),
+            "train_audio_s": round(len(_first(cache.phone_train)) * 0.01, 2),
+            "test_audio_s": round(len(_first(cache.phone_test)) * 0.01, 2),
+            "crops_per_utterance": settings.speaker_crops}
+
+
+# --- one run ------------------------------------------------------------------------------------------------------
+
+@dataclass
+class Candidate:
+    """A row group of the results: a name, a feature source and where it came from."""
+
+    name: str
+    kind: str  # "trained", "random-init" or "mfcc"
+    description: str
+    make: object  # () -> FeatureSource
+
+
+def evaluate(candidates: list[Candidate], corpus: Corpus, settings: EvalSettings, out_dir: Path | None = None,
+             save_probes: bool = False, quiet: bool = True) -> dict:
+    """Extract, probe and score every candidate; returns the ``results.json`` dictionary."""
+    started = time.perf_counter()
+    probe_dir = None
+    if out_dir is not None and save_probes:
+        probe_dir = out_dir / "probes"
+        probe_dir.mkdir(parents=True, exist_ok=True)
+    results = {"models": [], "chance": None, "corpus": None}
+    for candidate in candidates:
+        source = candidate.make()
+        cache = extract_features(source, corpus, settings, candidate.name, quiet)
+        if results["chance"] is None:
+            results["chance"] = chance_rates(cache, len(corpus.speaker_map))
+            results["corpus"] = corpus_summary(corpus, cache, settings)
+        probe_start = time.perf_counter()
+        features = probe_features(cache, source, corpus, settings, probe_dir, candidate.name)
+        audio_s = (results["corpus"]["train_audio_s"] + results["corpus"]["test_audio_s"]
+                   + (results["corpus"]["train_crops"] + results["corpus"]["test_crops"]) * settings.crop_samples / 16000)
+        extraction_s = sum(cache.seconds.values())
+        results["models"].append({
+            "name": candidate.name, "kind": candidate.kind, "source": candidate.description,
+            "features": features,
+            "timings": {"extraction_s": cache.seconds, "extraction_total_s": round(extraction_s, 3),
+                        "audio_s": round(audio_s, 2), "times_realtime": round(audio_s / max(extraction_s, 1e-9), 2),
+                        "probes_s": round(time.perf_counter() - probe_start, 3)},
+        })
+        if not quiet:
+            print(f"{candidate.name}: extraction {extraction_s:.1f} s, probes "
+                  f"{results['models'][-1]['timings']['probes_s']:.1f} s", file=sys.stderr)
+        del cache, source
+    results.update(settings=_settings_dict(settings, candidates), versions=_versions(),
+                   label_maps={"phones": corpus.phone_names, "speakers": _speaker_names(corpus)},
+                   timings={"total_s": round(time.perf_counter() - started, 3),
+                            "torch_threads": torch.get_num_threads()})
+    return results
+
+
+def _settings_dict(settings: EvalSettings, candidates: list[Candidate]) -> dict:
+    data = asdict(settings)
+    mfcc = [c for c in candidates if c.kind == "mfcc"]
+    if mfcc:
+        data["mfcc"] = mfcc[0].make().settings()
+    data["encoder_features"] = "extract(sample=False) means, eval mode; finer-hop modules averaged into 10 ms bins"
+    data["phone_alignment"] = f"training.data.librispeech.align_labels(anchor={settings.label_anchor!r})"
+    return data
+
+
+def _versions() -> dict:
+    import torchaudio
+
+    return {"smooth_infomax": __version__, "torch": torch.__version__, "torchaudio": torchaudio.__version__,
+            "python": platform.python_version()}
+
+
+# --- output -------------------------------------------------------------------------------------------------------
+
+def _percent(entry: dict | None) -> str:
+    return "–" if entry is None else f"{100 * entry['test']['accuracy']:.1f}"
+
+
+def markdown_table(results: dict) -> str:
+    """``results.md``: one row per model and feature set, test accuracies in percent, then chance rows."""
+    corpus, chance = results["corpus"], results["chance"]
+    lines = [
+        "# Linear-probe results", "",
+        (f"Corpus `{corpus['root']}`: {corpus['train_utterances']} train / {corpus['test_utterances']} test "
+         f"utterances, {corpus['speakers']} speakers; {corpus['train_frames']:,} / {corpus['test_frames']:,} "
+         f"phone frames; {corpus['train_crops']} / {corpus['test_crops']} speaker crops "
+         f"({corpus['crops_per_utterance']} per utterance). Test accuracy over all test items, in %."), "",
+        "| model | features | dim | phone acc. | speaker acc. |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for model in results["models"]:
+        for name, entry in model["features"].items():
+            lines.append(f"| {model['name']} | {name} | {entry.get('dim', '')} | {_percent(entry.get('phone'))} | "
+                         f"{_percent(entry.get('speaker'))} |")
+    phone_major, speaker_major = chance["phone"]["majority"], chance["speaker"]["majority"]
+    lines += [
+        (f"| majority class (train) | – | – | {100 * phone_major['accuracy']:.1f} | "
+         f"{100 * speaker_major['accuracy']:.1f} |"),
+        (f"| uniform chance | – | – | {100 * chance['phone']['uniform']:.1f} | "
+         f"{100 * chance['speaker']['uniform']:.1f} |"),
+        "",
+        _timing_line(results),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _timing_line(results: dict) -> str:
+    parts = [f"{m['name']}: extraction {m['timings']['extraction_total_s']:.0f} s "
+             f"({m['timings']['times_realtime']:.1f}x real time), probes {m['timings']['probes_s']:.0f} s"
+             for m in results["models"]]
+    return (f"Timings ({results['timings']['torch_threads']} torch threads): " + "; ".join(parts)
+            + f"; total {results['timings']['total_s']:.0f} s.")
+
+
+def write_results(results: dict, out_dir: Path) -> None:
+    """``results.json``, ``results.md``, ``speakers.json`` (``save_speaker_map`` format) and ``phones.json``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    (out_dir / "results.md").write_text(markdown_table(results))
+    speakers = results["label_maps"]["speakers"]
+    save_speaker_map({s: i for i, s in enumerate(speakers)}, out_dir / "speakers.json")
+    save_label_map(results["label_maps"]["phones"], out_dir / "phones.json", task="phone")
+
+
+# --- de Boer syllables / vowels -----------------------------------------------------------------------------------
+
+def evaluate_deboer(source: FeatureSource, root: str | Path, settings: EvalSettings, batch_size: int = 32) -> dict:
+    """Syllable (9 classes) and vowel (3 classes) accuracy of time-pooled features on de Boer syllable files in
+    ``root/train`` and ``root/test`` (the ``split up data padded`` folders): ``{feature: {task: result}}``."""
+    from training.data.deboer import SYLLABLES, VOWELS, DeBoerDataset
+
+    def clips(directory: Path):
+        dataset = DeBoerDataset(directory, kind="syllables", labels="syllables")
+        for start in range(0, len(dataset), batch_size):
+            items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+            audio = torch.nn.utils.rnn.pad_sequence([item.audio[0] for item in items], batch_first=True)
+            yield audio, torch.tensor([item.audio.shape[-1] for item in items]), torch.tensor([i.label for i in items])
+
+    train = collect_pooled_features(source, clips(Path(root) / "train"))
+    test = collect_pooled_features(source, clips(Path(root) / "test"))
+    to_vowel = torch.tensor([VOWELS.index(s[-1]) for s in SYLLABLES])
+    config = with_standardize(settings.syllable_probe, source)
+    out = {}
+    for name in train:
+        entry = {"dim": train[name].dim}
+        for task, mapping, classes in (("syllable", None, SYLLABLES), ("vowel", to_vowel, VOWELS)):
+            result = run_probe(_relabel(train[name], mapping), _relabel(test[name], mapping), len(classes), config,
+                               settings.device)
+            entry[task] = result.as_dict() | {"classes": list(classes)}
+        out[name] = entry
+    return out
+
+
+def _relabel(data: LabelledFeatures, mapping: torch.Tensor | None) -> LabelledFeatures:
+    """``data`` with label ``i`` replaced by ``mapping[i]`` (unchanged when ``mapping`` is ``None``)."""
+    return data if mapping is None else LabelledFeatures(data.features, mapping[data.labels])
+
+
+# --- command line -------------------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training.evaluate",
+                                     description=" ".join(__doc__.split("\n\n")[0].split()),
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--data", required=True, help="corpus root in LibriSpeech layout (e.g. data/synth)")
+    parser.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
+                        help="a trained encoder (save_pretrained folder, run folder, checkpoint or model name)")
+    parser.add_argument("--random-init", action="append", default=[], metavar="PRESET",
+                        help="also probe a randomly initialised encoder of this preset (seeded by --seed)")
+    parser.add_argument("--mfcc", action="store_true", help="also probe MFCC-13 + deltas + delta-deltas")
+    parser.add_argument("--mfcc-context", type=int, default=0, metavar="K",
+                        help="with --mfcc: also probe MFCCs stacked over ±K frames (phones only)")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--phone-epochs", type=int, default=EvalSettings.phone_probe.epochs, help="phone probe epochs")
+    parser.add_argument("--phone-lr", type=float, default=EvalSettings.phone_probe.learning_rate, help="phone probe Adam learning rate (reference: 1e-4)")
+    parser.add_argument("--phone-batch", type=int, default=EvalSettings.phone_probe.batch_size, help="phone probe batch (frames)")
+    parser.add_argument("--speaker-epochs", type=int, default=EvalSettings.speaker_probe.epochs, help="speaker probe epochs")
+    parser.add_argument("--speaker-lr", type=float, default=EvalSettings.speaker_probe.learning_rate, help="speaker probe Adam learning rate")
+    parser.add_argument("--speaker-batch", type=int, default=EvalSettings.speaker_probe.batch_size, help="speaker probe batch (crops)")
+    parser.add_argument("--speaker-crops", type=int, default=EvalSettings.speaker_crops,
+                        help="fixed seeded crops per utterance, train and test")
+    parser.add_argument("--no-standardize", action="store_true",
+                        help="probe raw encoder features, as the reference (MFCCs are always standardised)")
+    parser.add_argument("--max-utterances-per-speaker", type=int, default=None, metavar="N",
+                        help="use only the first N utterances of each speaker in each split (quick runs)")
+    parser.add_argument("--train-split", default="train_split", help="split file name under LibriSpeech100_labels_split")
+    parser.add_argument("--test-split", default="test_split", help="split file name under LibriSpeech100_labels_split")
+    parser.add_argument("--label-anchor", choices=("end", "start"), default="end",
+                        help="pair labels with the last frames (reference: output[-T:]) or the first")
+    parser.add_argument("--deboer", default=None, metavar="DIR",
+                        help="also score syllables/vowels on de Boer syllable files in DIR/train and DIR/test")
+    parser.add_argument("--seed", type=int, default=0, help="probe initialisation/order, crops, random-init weights")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (None: torch's choice)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] for the encoders and probes")
+    parser.add_argument("--save-probes", action="store_true", help="write every trained probe to OUT/probes/")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> EvalSettings:
+    base = EvalSettings()
+    standardize = not args.no_standardize
+    return replace(
+        base,
+        phone_probe=replace(base.phone_probe, epochs=args.phone_epochs, learning_rate=args.phone_lr,
+                            batch_size=args.phone_batch, standardize=standardize, seed=args.seed),
+        speaker_probe=replace(base.speaker_probe, epochs=args.speaker_epochs, learning_rate=args.speaker_lr,
+                              batch_size=args.speaker_batch, standardize=standardize, seed=args.seed),
+        syllable_probe=replace(base.syllable_probe, standardize=standardize, seed=args.seed),
+        speaker_crops=args.speaker_crops, seed=args.seed, train_split=args.train_split, test_split=args.test_split,
+        max_utterances_per_speaker=args.max_utterances_per_speaker, label_anchor=args.label_anchor,
+        device=args.device)
+
+
+def candidates_from_args(args: argparse.Namespace, settings: EvalSettings) -> list[Candidate]:
+    """The feature sources to evaluate, in table order: trained models, random inits, MFCC."""
+    candidates = []
+    for spec in args.model:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise SystemExit(f"--model wants NAME=PATH, got {spec!r}")
+        encoder, description = load_encoder(path, settings.device)  # fail early on a bad path
+        candidates.append(Candidate(name, "trained", description, lambda e=encoder: EncoderFeatures(e)))
+    for preset_name in args.random_init:
+        description = f"from_preset({preset_name!r}) after torch.manual_seed({settings.seed})"
+        candidates.append(Candidate(f"random {preset_name}", "random-init", description,
+                                    lambda p=preset_name: EncoderFeatures(random_encoder(p, settings.seed,
+                                                                                         settings.device))))
+    if args.mfcc:
+        candidates.append(Candidate("MFCC", "mfcc", "torchaudio MFCC-13 + deltas",
+                                    lambda: MfccFeatures(context=args.mfcc_context)))
+    if not candidates:
+        raise SystemExit("nothing to evaluate: give --model, --random-init and/or --mfcc")
+    return candidates
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    settings = settings_from_args(args)
+    candidates = candidates_from_args(args, settings)
+    corpus = load_corpus(args.data, settings)
+    out_dir = Path(args.out)
+    results = evaluate(candidates, corpus, settings, out_dir, args.save_probes, args.quiet)
+    if args.deboer:
+        start = time.perf_counter()
+        results["deboer"] = {c.name: evaluate_deboer(c.make(), args.deboer, settings) for c in candidates}
+        results["timings"]["deboer_s"] = round(time.perf_counter() - start, 3)
+    write_results(results, out_dir)
+    print(f"wrote {out_dir / 'results.json'} and {out_dir / 'results.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
