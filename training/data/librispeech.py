@@ -42,6 +42,9 @@ class CorpusPaths:
 
     root: Path
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
     @property
     def audio_dir(self) -> Path:
         return self.root / "LibriSpeech" / "train-clean-100"
