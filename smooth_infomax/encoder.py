@@ -39,6 +39,30 @@ class SmoothInfoMaxEncoder(nn.Module):
         self.geometries: tuple[FrameGeometry, ...] = tuple(module_geometries(config))
         self.name_or_path: str | None = None  # where from_pretrained found the model
         self.revision: str | None = None  # the Hub commit it was loaded from
+        self._frozen: set[int] = set()  # modules excluded from training (see freeze)
+
+    def freeze(self, modules: Sequence[int] | int | None = None) -> SmoothInfoMaxEncoder:
+        """Stop training ``modules`` (default all): no gradients, and BatchNorm kept in eval mode even when the
+        encoder is put in ``train()`` mode, so its running statistics never drift."""
+        for index in self.resolve_layers(modules):
+            self.stages[index].requires_grad_(False)
+            self._frozen.add(index)
+            self.stages[index].eval()
+        return self
+
+    def unfreeze(self, modules: Sequence[int] | int | None = None) -> SmoothInfoMaxEncoder:
+        """Make ``modules`` (default all) trainable again; they follow ``train()``/``eval()`` as usual."""
+        for index in self.resolve_layers(modules):
+            self.stages[index].requires_grad_(True)
+            self._frozen.discard(index)
+            self.stages[index].train(self.training)
+        return self
+
+    def train(self, mode: bool = True) -> SmoothInfoMaxEncoder:
+        super().train(mode)
+        for index in getattr(self, "_frozen", ()):
+            self.stages[index].eval()
+        return self
 
     @classmethod
     def from_preset(cls, name: str) -> SmoothInfoMaxEncoder:
@@ -124,17 +148,33 @@ class SmoothInfoMaxEncoder(nn.Module):
             An ``Extraction``: for each requested module ``mean``/``logvar``/``sample`` ``(batch, frames, dim)``,
             valid frame ``lengths`` and frame geometry. Results for an item do not depend on the rest of the batch.
         """
-        wanted = self.resolve_layers(layers)
         parameter = next(self.parameters())
         rate = self.sample_rate if sample_rate is None else sample_rate
         audio = prepare_audio(wav, rate, lengths, self.sample_rate, parameter.dtype, parameter.device)
         with torch.inference_mode():
-            features = self._run_inference(audio.waveform, audio.lengths, wanted, sample, generator)
+            features = self.forward_features(audio.waveform, audio.lengths, layers, sample, generator)
         return Extraction(tuple(features), self.sample_rate, rate, audio.lengths, audio.resampler)
 
-    def _run_inference(
-        self, waveform: torch.Tensor, lengths: torch.Tensor, wanted: list[int], sample: bool, generator
+    def forward_features(
+        self,
+        waveform: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        layers: Sequence[int] | int | None = None,
+        sample: bool = False,
+        generator: torch.Generator | None = None,
     ) -> list[ModuleFeatures]:
+        """The differentiable path behind ``extract``, for fine-tuning under a downstream head.
+
+        Args:
+            waveform: ``(batch, samples)`` float tensor at ``sample_rate``, on the model's device and dtype.
+            lengths: ``(batch,)`` valid samples (default: all). Other arguments as in ``extract``.
+
+        Returns:
+            One ``ModuleFeatures`` per requested module, exactly as ``extract`` computes them, with gradients.
+        """
+        wanted = self.resolve_layers(layers)
+        if lengths is None:
+            lengths = torch.full((waveform.shape[0],), waveform.shape[-1], dtype=torch.long, device=waveform.device)
         x = waveform.unsqueeze(1)
         if x.shape[-1] < self._min_input_samples:
             x = nn.functional.pad(x, (0, self._min_input_samples - x.shape[-1]))
