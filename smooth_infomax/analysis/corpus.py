@@ -1,0 +1,167 @@
+"""Labelled clips for the analyses, from a corpus in LibriSpeech layout or a de Boer syllable folder.
+
+This is a small, dependency-free reader (the training tree's loaders are not part of the installed package):
+
+* **LibriSpeech layout** (real train-clean-100 or ``python -m training.data.synth``): ``ROOT/LibriSpeech/
+  train-clean-100/<spk>/<chapter>/<spk>-<chapter>-<utt>.flac`` (or ``.wav``) and split files
+  ``ROOT/LibriSpeech100_labels_split/{train_split,test_split}.txt``; the label of an utterance is its speaker.
+* **de Boer** (the Artificial Speech Dataset): ``.wav`` files named ``<word>_<take>_<pos>_<syl>.wav`` in
+  ``ROOT/train`` and ``ROOT/test`` (or all in ``ROOT``, used for both); the label is the syllable.
+
+Clips are mono float32 at 16 kHz (other rates are resampled), cropped or zero-padded to one length.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+SAMPLE_RATE = 16_000
+_UTTERANCE = re.compile(r"^(\d+)-(\d+)-(\d+)$")
+_SYLLABLE_FILE = re.compile(r"^(?:[bdg][aiu]){3}_\d+_[123]_(?P<syl>[bdg][aiu])\.wav$")
+
+
+@dataclass(frozen=True)
+class Clips:
+    """Equal-length clips: ``audio (n, samples)`` float32 at 16 kHz, with ``labels`` and ``names`` (``n`` each)."""
+
+    audio: torch.Tensor
+    labels: list[str]
+    names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+class Corpus:
+    """Items of a corpus by split (``"train"`` / ``"test"``), their labels and audio."""
+
+    kind = "corpus"
+
+    def items(self, split: str) -> list[str]:
+        raise NotImplementedError
+
+    def label(self, item: str) -> str:
+        raise NotImplementedError
+
+    def path(self, item: str) -> Path:
+        raise NotImplementedError
+
+
+class LibriLayout(Corpus):
+    """A LibriSpeech-layout corpus (see the module docstring); labels are speaker ids."""
+
+    kind = "librispeech"
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.audio_dir = self.root / "LibriSpeech" / "train-clean-100"
+        self.labels_dir = self.root / "LibriSpeech100_labels_split"
+
+    def items(self, split: str) -> list[str]:
+        name = {"train": "train_split", "test": "test_split"}.get(split, split)
+        path = self.labels_dir / f"{name}.txt"
+        ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        bad = [i for i in ids if not _UTTERANCE.match(i)]
+        if bad:
+            raise ValueError(f"{path}: not utterance ids: {bad[:3]}")
+        return ids
+
+    def label(self, item: str) -> str:
+        return item.split("-", 1)[0]
+
+    def path(self, item: str) -> Path:
+        speaker, chapter, _ = item.split("-")
+        stem = self.audio_dir / speaker / chapter / item
+        for suffix in (".flac", ".wav"):
+            if stem.with_suffix(suffix).is_file():
+                return stem.with_suffix(suffix)
+        raise FileNotFoundError(f"{stem}.flac: no such file (also tried .wav)")
+
+
+class DeBoerSyllables(Corpus):
+    """A folder of de Boer syllable files; labels are syllables (``"ba"`` ...) or vowels (``"a"``, ``"i"``,
+    ``"u"``)."""
+
+    kind = "deboer"
+
+    def __init__(self, root: str | Path, labels: str = "syllables"):
+        if labels not in ("syllables", "vowels"):
+            raise ValueError(f"labels must be 'syllables' or 'vowels', not {labels!r}")
+        self.root, self.labels = Path(root), labels
+
+    def items(self, split: str) -> list[str]:
+        folder = self.root / split if (self.root / split).is_dir() else self.root
+        names = sorted(str(p.relative_to(self.root)) for p in folder.glob("*.wav") if _SYLLABLE_FILE.match(p.name))
+        if not names:
+            raise FileNotFoundError(f"{folder}: no de Boer syllable files (<word>_<take>_<pos>_<syl>.wav)")
+        return names
+
+    def label(self, item: str) -> str:
+        syllable = _SYLLABLE_FILE.match(Path(item).name)["syl"]
+        return syllable if self.labels == "syllables" else syllable[1]
+
+    def path(self, item: str) -> Path:
+        return self.root / item
+
+
+def open_corpus(root: str | Path, labels: str = "syllables") -> Corpus:
+    """The corpus at ``root``: LibriSpeech layout if it has ``LibriSpeech100_labels_split``, else de Boer."""
+    root = Path(root)
+    if (root / "LibriSpeech100_labels_split").is_dir():
+        return LibriLayout(root)
+    if root.is_dir():
+        return DeBoerSyllables(root, labels)
+    raise FileNotFoundError(f"{root}: no such directory")
+
+
+def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """Mono float32 ``(samples,)`` at ``sample_rate`` (channels averaged, resampled with torchaudio if needed)."""
+    import soundfile as sf
+
+    data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    audio = torch.from_numpy(np.ascontiguousarray(data.mean(1)))
+    if rate != sample_rate:
+        import torchaudio.functional
+
+        audio = torchaudio.functional.resample(audio, rate, sample_rate)
+    return audio
+
+
+def balanced_selection(items: list[str], labels: list[str], n: int, seed: int = 0) -> list[int]:
+    """Indices of ``n`` items spread over labels round-robin (each label's items in a seeded random order)."""
+    rng = np.random.default_rng(seed)
+    by_label: dict[str, list[int]] = {}
+    for index, label in enumerate(labels):
+        by_label.setdefault(label, []).append(index)
+    queues = [list(rng.permutation(indices)) for _, indices in sorted(by_label.items())]
+    chosen: list[int] = []
+    while len(chosen) < min(n, len(items)):
+        for queue in queues:
+            if queue and len(chosen) < n:
+                chosen.append(int(queue.pop(0)))
+    return chosen
+
+
+def load_clips(corpus: Corpus, split: str, n_files: int, crop_samples: int, seed: int = 0) -> Clips:
+    """``n_files`` clips of ``split`` balanced over labels, each one crop of ``crop_samples`` samples.
+
+    Crops start at a seeded random offset (a multiple of 160 samples) inside each file; shorter files are
+    zero-padded at the end.
+    """
+    items = corpus.items(split)
+    labels = [corpus.label(i) for i in items]
+    chosen = balanced_selection(items, labels, n_files, seed)
+    rng = np.random.default_rng((seed, 1))
+    audio = torch.zeros(len(chosen), crop_samples)
+    for row, index in enumerate(chosen):
+        wave = read_audio(corpus.path(items[index]))
+        slack = (len(wave) - crop_samples) // 160
+        offset = 160 * int(rng.integers(slack + 1)) if slack > 0 else 0
+        piece = wave[offset:offset + crop_samples]
+        audio[row, :len(piece)] = piece
+    return Clips(audio, [labels[i] for i in chosen], [items[i] for i in chosen])
