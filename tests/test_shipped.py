@@ -1,0 +1,43 @@
+"""The model and example audio shipped inside the package, as a new user meets them (offline)."""
+
+import soundfile as sf
+import torch
+from click.testing import CliRunner
+from safetensors import safe_open
+
+from smooth_infomax import SmoothInfoMaxEncoder
+from smooth_infomax.cli import main
+from smooth_infomax.examples import copy_examples, example_files
+from smooth_infomax.extraction import load_features
+from smooth_infomax.hub import shipped_models
+
+
+def test_the_shipped_model_loads_by_name_and_says_what_it_is():
+    assert "sim-synth" in shipped_models()
+    folder = shipped_models()["sim-synth"]
+    with safe_open(str(folder / "model.safetensors"), "pt") as weights:
+        assert weights.get_tensor("stages.0.convs.0.conv.weight").dtype == torch.float16
+    encoder = SmoothInfoMaxEncoder.from_pretrained("sim-synth")
+    assert encoder.config.preset == "sim" and not encoder.training
+    card = (folder / "README.md").read_text()
+    assert "synthetic" in card and "Not LibriSpeech" in card and "phone accuracy" in card
+
+
+def test_the_shipped_model_gives_finite_features_on_the_examples():
+    encoder = SmoothInfoMaxEncoder.from_pretrained("sim-synth")
+    audio, rate = sf.read(example_files()[0], dtype="float32")
+    out = encoder.extract(audio, sample_rate=rate)
+    assert out[2].mean.shape == (1, len(audio) // 160, 512)
+    assert all(torch.isfinite(f.mean).all() for f in out)
+    assert out[0].logvar.exp().mean() < 1.5  # trained posteriors are narrower than the prior
+
+
+def test_readme_main_job_extracts_the_examples_with_the_default_model(tmp_path):
+    copy_examples(tmp_path / "sim_examples")
+    result = CliRunner().invoke(main, [str(tmp_path / "sim_examples"), str(tmp_path / "sim_features"), "-q"])
+    assert result.exit_code == 0, result.output
+    outputs = sorted((tmp_path / "sim_features").glob("*.safetensors"))
+    assert len(outputs) == 3
+    features, metadata = load_features(outputs[0])
+    assert "sim-synth" in str(metadata)
+    assert features["module2.mean"].shape[1] == 512
