@@ -101,3 +101,15 @@ def test_config_overlays_and_unknown_keys(tmp_path):
         load_config(overlay)
     with pytest.raises(ValueError, match="batch_size=0"):
         load_config("sim_synth", {"batch_size": 0})
+
+
+def test_export_command_pushes_to_the_hub(corpus, tmp_path, hub):
+    from huggingface_hub import HfApi
+
+    from training.export import main as export_main
+
+    run_dir = train(small_config(corpus, tmp_path / "run", steps=1))
+    export_main([str(run_dir), str(tmp_path / "model"), "--push", "sim-team/exported", "--weights-dtype", "float16"])
+    assert "model.safetensors" in HfApi().list_repo_files("sim-team/exported")
+    loaded = SmoothInfoMaxEncoder.from_pretrained("sim-team/exported", cache_dir=tmp_path / "cache")
+    assert loaded.config.preset == "sim"
