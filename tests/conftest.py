@@ -44,3 +44,15 @@ import pytest  # noqa: E402
 def hub() -> LocalHub:
     """The local Hub server the whole session talks to (``hub.endpoint`` is ``HF_ENDPOINT``)."""
     return _HUB
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    """One intra-op torch thread during each test, restored afterwards. On the shared 2-core machines two OpenMP
+    threads per op collapse under load (the CLI tests: about 75 s with 2 threads vs 20 s with 1 when others are busy)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -31,14 +31,6 @@ from smooth_infomax.analysis.decoder_training import (
 from smooth_infomax.hub import LoadError
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_encoder(seed: int = 0, config: EncoderConfig | None = None) -> SmoothInfoMaxEncoder:
     torch.manual_seed(seed)
     return randomise_batch_norm(SmoothInfoMaxEncoder(config or tiny_config(channels=8)).eval(), seed)

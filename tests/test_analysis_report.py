@@ -29,14 +29,6 @@ FAST = ["--n-files", "12", "--n-test-files", "8", "--crop-samples", "3200", "--d
         "--decoder-hidden", "4", "--ics-pairs", "6", "--ics-ks", "1,4,16", "--probe-epochs", "5", "--threads", "1"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def write_corpus(root: Path) -> Path:
     """4 speakers x 4 utterances (1-1.5 s tones with noise); 3 train and 1 test utterance per speaker."""
     rng = np.random.default_rng(0)

@@ -5,7 +5,7 @@ import itertools
 
 import pytest
 import torch
-from test_cli_common import randomise_batch_norm, single_thread_fixture, tiny_config  # noqa: F401 (autouse)
+from test_cli_common import randomise_batch_norm, tiny_config
 
 from smooth_infomax import ConvLayerConfig, EncoderConfig, ModuleConfig, SmoothInfoMaxEncoder
 from smooth_infomax.extraction.chunking import iter_chunks, plan_chunks, supports_chunking

@@ -13,7 +13,6 @@ from test_cli_common import (  # noqa: F401 (fixtures)
     reference,
     run_cli,
     sim_model_fixture,
-    single_thread_fixture,
     tiny_model_fixture,
     write_audio,
 )

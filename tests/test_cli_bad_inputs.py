@@ -10,7 +10,6 @@ from test_cli_common import (
     no_hang_fixture,  # noqa: F401 (fixture)
     reference,
     run_cli,
-    single_thread_fixture,  # noqa: F401 (autouse fixture)
     tiny_model_fixture,  # noqa: F401 (fixtures)
     write_audio,
 )

@@ -1,7 +1,7 @@
 """Shared helpers and fixtures for the ``sim-extract`` tests (no tests here).
 
 Test modules import the fixtures as ``from test_cli_common import tiny_model_fixture`` (pytest registers them
-under their ``name``: ``tiny_model``, ``sim_model``, and the autouse ``single_thread``).
+under their ``name``: ``tiny_model``, ``sim_model``).
 
 Models are saved with ``save_pretrained`` into temporary folders: the real ``sim`` preset (for equality with
 ``extract``) and a tiny SIM-shaped model (16 channels) that keeps the other tests fast.
@@ -49,16 +49,6 @@ def save_model(folder: Path, config: EncoderConfig | str, seed: int = 0) -> Path
     encoder = SmoothInfoMaxEncoder.from_preset(config) if isinstance(config, str) else SmoothInfoMaxEncoder(config)
     randomise_batch_norm(encoder.eval(), seed).save_pretrained(folder)
     return folder
-
-
-@pytest.fixture(name="single_thread", autouse=True)
-def single_thread_fixture():
-    """One intra-op thread during each test, restored afterwards. On the shared 2-core machines, two OpenMP threads
-    per op collapse under load (this suite: about 75 s with 2 threads vs about 20 s with 1 when others are busy)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(name="no_hang")

@@ -15,7 +15,6 @@ from test_cli_common import (
     output_files,
     run_cli,
     sim_model_fixture,  # noqa: F401 (fixtures)
-    single_thread_fixture,  # noqa: F401 (autouse fixture)
     write_audio,
 )
 

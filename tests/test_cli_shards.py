@@ -4,7 +4,6 @@ from test_cli_common import (
     assert_same_outputs,
     output_files,
     run_cli,
-    single_thread_fixture,  # noqa: F401 (autouse fixture)
     tiny_model_fixture,  # noqa: F401 (fixtures)
     write_audio,
 )

@@ -42,14 +42,6 @@ from training import evaluate as ev
 from training.data.librispeech import align_labels, load_speaker_map
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def separable(n_per_class: int, n_classes: int, dim: int, seed: int) -> LabelledFeatures:
     """Gaussian clusters around well-separated class centres: linearly separable with margin."""
     g = torch.Generator().manual_seed(seed)
