@@ -76,3 +76,15 @@ def test_layer_weighted_sum_pools_to_the_coarsest_hop(encoder):
     torch.testing.assert_close(feats[0], expected[0])
     with pytest.raises(ValueError, match="different dims"):
         LayerWeightedSum(encoder, modules=[2, 3])
+
+
+def test_downstream_example_runs_frozen_and_unfrozen(tmp_path_factory):
+    from data_fixtures import tiny_corpus
+    from training.finetune_example import run
+
+    corpus = tiny_corpus(tmp_path_factory)
+    model = str(SmoothInfoMaxEncoder.from_preset("sim").save_pretrained(tmp_path_factory.mktemp("model")))
+    frozen = run(str(corpus), model, True, steps=2, batch_size=2, learning_rate=1e-3, seed=0)
+    tuned = run(str(corpus), model, False, steps=2, batch_size=2, learning_rate=1e-3, seed=0)
+    assert frozen["trainable_parameters"] < tuned["trainable_parameters"]
+    assert 0.0 <= frozen["test_accuracy"] <= 1.0 and 0.0 <= tuned["test_accuracy"] <= 1.0
