@@ -113,3 +113,14 @@ def test_export_command_pushes_to_the_hub(corpus, tmp_path, hub):
     assert "model.safetensors" in HfApi().list_repo_files("sim-team/exported")
     loaded = SmoothInfoMaxEncoder.from_pretrained("sim-team/exported", cache_dir=tmp_path / "cache")
     assert loaded.config.preset == "sim"
+
+
+def test_tensorboard_gets_the_per_module_scalars(corpus, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = train(small_config(corpus, tmp_path / "run", steps=2, tensorboard=True))
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/m0_nce", "train/m0_kl", "train/m3_acc", "val/m2_nce"} <= tags
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2]
