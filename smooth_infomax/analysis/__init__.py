@@ -15,7 +15,7 @@ _EXPORTS = {
     "features": ("EncoderFeatures", "FeatureSource", "LABEL_HOP_SAMPLES", "MfccFeatures", "masked_time_mean",
                  "module_feature_names", "pool_to_label_rate", "stack_context"),
     "probes": ("Accuracy", "LabelledFeatures", "LinearProbe", "PHONE_PROBE", "ProbeConfig", "ProbeResult",
-               "SPEAKER_PROBE", "SYLLABLE_PROBE", "accuracy", "align_end", "collect_frame_features",
+               "SPEAKER_PROBE", "SYLLABLE_PROBE", "accuracy", "align_labels", "collect_frame_features",
                "collect_pooled_features", "evaluate_probe", "feature_statistics", "fit_probe", "load_label_map",
                "load_probe", "majority_baseline", "predict", "run_probe", "save_label_map", "save_probe"),
 }
@@ -35,7 +35,7 @@ __all__ = [
     "ProbeConfig",
     "ProbeResult",
     "accuracy",
-    "align_end",
+    "align_labels",
     "collect_frame_features",
     "collect_pooled_features",
     "evaluate_probe",

@@ -108,11 +108,19 @@ class LabelledFeatures:
         return cls(out, torch.cat([torch.as_tensor(y).long().reshape(-1) for y in labels]))
 
 
-def align_end(labels: torch.Tensor, n_frames: int) -> tuple[slice, torch.Tensor]:
-    """The reference's alignment ``output[-len(labels):]``: the last ``min(len(labels), n_frames)`` frames get
-    the last labels (same as ``training.data.librispeech.align_labels(anchor="end")``)."""
+def align_labels(labels, n_frames: int, anchor: str = "end"):
+    """Pair ``n_frames`` encoder frames with ``labels``: returns ``(frame_slice, labels)`` of equal length.
+
+    ``anchor="end"`` is the reference's ``output[-len(labels):]`` (the CPC label file has 1-3 labels fewer
+    than frames); ``"start"`` pairs the first frames instead. Surplus labels are dropped at the other end.
+    Synthetic corpora have exactly ``n_samples // 160`` labels, so both anchors agree there.
+    """
     n = min(len(labels), n_frames)
-    return slice(n_frames - n, n_frames), labels[len(labels) - n:]
+    if anchor == "end":
+        return slice(n_frames - n, n_frames), labels[len(labels) - n:]
+    if anchor == "start":
+        return slice(0, n), labels[:n]
+    raise ValueError(f"anchor must be 'end' or 'start', not {anchor!r}")
 
 
 def _batches(items: Iterable, max_samples: int):
@@ -130,7 +138,7 @@ def _batches(items: Iterable, max_samples: int):
 
 
 def collect_frame_features(source: FeatureSource, utterances: Iterable[tuple[torch.Tensor, torch.Tensor]],
-                           align: Aligner = align_end, dtype: torch.dtype = torch.float16,
+                           align: Aligner = align_labels, dtype: torch.dtype = torch.float16,
                            batch_samples: int = 16000 * 60, progress: Callable[[int], None] | None = None,
                            ) -> dict[str, LabelledFeatures]:
     """Frame features and phone labels of whole utterances, for every feature set of ``source``.
@@ -139,7 +147,7 @@ def collect_frame_features(source: FeatureSource, utterances: Iterable[tuple[tor
         source: an :class:`~smooth_infomax.analysis.features.EncoderFeatures` or ``MfccFeatures``.
         utterances: ``(waveform (samples,), labels (n_labels,))`` pairs; waveforms at 16 kHz.
         align: pairs ``labels`` with the ``samples // 160`` frames, returning ``(frame_slice, labels)``
-            (default: :func:`align_end`, the reference's ``output[-T:]``).
+            (default: :func:`align_labels` with ``anchor="end"``, the reference's ``output[-T:]``).
         dtype: storage dtype of the cached features.
         batch_samples: utterances are run through the encoder in padded batches of at most this many samples.
         progress: called with the number of utterances done after each batch.

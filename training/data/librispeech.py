@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from smooth_infomax.analysis.probes import align_labels  # noqa: F401 (re-exported for the loaders' users)
 from smooth_infomax.audio import HOP_SAMPLES, SAMPLE_RATE
 from training.data.audio_io import AudioFileError, audio_info, read_audio
 
@@ -234,21 +235,6 @@ class UtteranceDataset(Dataset):
         labels = self.labels[utt_id] if self.labels is not None else np.zeros(0, dtype=np.int64)
         return UtteranceItem(torch.from_numpy(audio).unsqueeze(0), utt_id, self.speaker_map[speaker_of(utt_id)],
                              torch.from_numpy(labels))
-
-
-def align_labels(labels: np.ndarray | torch.Tensor, n_frames: int, anchor: str = "end"):
-    """Pair ``n_frames`` encoder frames with ``labels``: returns ``(frame_slice, labels)`` of equal length.
-
-    ``anchor="end"`` is the reference's ``output[-len(labels):]`` (the CPC label file has 1-3 labels fewer
-    than frames); ``"start"`` pairs the first frames instead. Surplus labels are dropped at the other end.
-    Synthetic corpora have exactly ``n_samples // 160`` labels, so both anchors agree there.
-    """
-    n = min(len(labels), n_frames)
-    if anchor == "end":
-        return slice(n_frames - n, n_frames), labels[len(labels) - n:]
-    if anchor == "start":
-        return slice(0, n), labels[:n]
-    raise ValueError(f"anchor must be 'end' or 'start', not {anchor!r}")
 
 
 def seed_worker(worker_id: int) -> None:
