@@ -1,7 +1,11 @@
 """The Python examples of README and of the guides listed here run as written (in a fresh folder, against the local
 Hub of conftest.py): collected from the Markdown, so the docs cannot drift."""
 
+import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,3 +25,35 @@ def test_python_block_runs(index, capsys, tmp_path, monkeypatch, hub):
     monkeypatch.chdir(tmp_path)
     exec(compile(PYTHON_BLOCKS[index], f"python block {index}", "exec"), {})
     assert capsys.readouterr().out  # the example prints what it computed
+
+
+README_BASH = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(encoding="utf-8"), re.S)
+_NOT_COPIED = shutil.ignore_patterns(".git", "data", "runs", "results", "dist", "build", "*.egg-info", "__pycache__",
+                                     "sim_examples", "sim_features")
+
+
+def test_readme_commands_are_the_two_documented_ones():
+    main_job, test_command = (block.strip() for block in README_BASH)
+    assert main_job.startswith("pip install . && ") and "sim-extract" in main_job
+    assert test_command == "bash .ci/run"  # CI runs exactly this script
+    assert "pytest" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_main_job_runs_as_written_in_a_fresh_environment(tmp_path):
+    """The Quickstart's first command, verbatim, in a copy of the checkout and a new virtual environment. Offline:
+    dependencies come from this environment (--system-site-packages), the build uses its hatchling."""
+    main_job = README_BASH[0].strip()
+    checkout = tmp_path / "checkout"
+    shutil.copytree(ROOT, checkout, ignore=_NOT_COPIED)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    # ensurepip's old setuptools would shadow this environment's (torch needs a newer one, and we are offline)
+    subprocess.run([venv / "bin" / "python", "-m", "pip", "uninstall", "-q", "-y", "setuptools"], check=True)
+    env = {**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}", "PIP_NO_INDEX": "1",
+           "PIP_NO_BUILD_ISOLATION": "0", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "VIRTUAL_ENV": str(venv)}
+    result = subprocess.run(["bash", "-c", main_job], cwd=checkout, env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    outputs = sorted(p.name for p in (checkout / "sim_features").glob("*.safetensors"))
+    assert outputs == sorted(f"{p.name}.safetensors" for p in (checkout / "sim_examples").glob("*.flac"))
+    assert len(outputs) == 3
