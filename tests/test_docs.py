@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCUMENTS = [ROOT / "README.md", *(ROOT / "docs" / f"{name}.md" for name in ("extract", "models", "cli", "finetuning"))]
+DOCUMENTS = [ROOT / "README.md",
+             *(ROOT / "docs" / f"{name}.md" for name in ("extract", "models", "cli", "finetuning", "data",
+                                                               "evaluation"))]
 PYTHON_BLOCKS = [block for path in DOCUMENTS
                  for block in re.findall(r"```python\n(.*?)```", path.read_text(encoding="utf-8"), re.S)]
 
@@ -20,9 +22,27 @@ def test_the_documents_have_python_examples():
     assert PYTHON_BLOCKS
 
 
+@pytest.fixture
+def docs_workspace(tmp_path_factory):
+    """Makes a folder holding what the examples name: `data/synth` (the tiny generated corpus) and de Boer-format
+    files under `ASD/`."""
+    from data_fixtures import tiny_corpus, write_deboer_fixture
+
+    corpus = tiny_corpus(tmp_path_factory)
+
+    def make(folder: Path) -> Path:
+        (folder / "data").mkdir()
+        (folder / "data" / "synth").symlink_to(corpus)
+        write_deboer_fixture(folder / "ASD" / "split up data padded" / "train", "syllables", ["babidu", "gagiba"])
+        write_deboer_fixture(folder / "ASD" / "reshuffledv2" / "train", "words", ["babidu"])
+        return folder
+
+    return make
+
+
 @pytest.mark.parametrize("index", range(len(PYTHON_BLOCKS)))
-def test_python_block_runs(index, capsys, tmp_path, monkeypatch, hub):
-    monkeypatch.chdir(tmp_path)
+def test_python_block_runs(index, capsys, tmp_path, monkeypatch, hub, docs_workspace):
+    monkeypatch.chdir(docs_workspace(tmp_path))
     exec(compile(PYTHON_BLOCKS[index], f"python block {index}", "exec"), {})
     assert capsys.readouterr().out  # the example prints what it computed
 
