@@ -1,5 +1,5 @@
-"""The Python examples of README and of the guides listed here run as written (in a fresh folder, against the local
-Hub of conftest.py): collected from the Markdown, so the docs cannot drift."""
+"""Every Python example of README.md and docs/ runs as written (in a fresh folder, against the local Hub of
+conftest.py), and README's main-job command runs verbatim: collected from the Markdown, so the docs cannot drift."""
 
 import os
 import re
@@ -11,9 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCUMENTS = [ROOT / "README.md",
-             *(ROOT / "docs" / f"{name}.md" for name in ("extract", "models", "cli", "finetuning", "data",
-                                                               "evaluation"))]
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 PYTHON_BLOCKS = [block for path in DOCUMENTS
                  for block in re.findall(r"```python\n(.*?)```", path.read_text(encoding="utf-8"), re.S)]
 
