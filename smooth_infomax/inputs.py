@@ -57,7 +57,7 @@ def _as_items(wav: object, lengths: object | None) -> list[torch.Tensor]:
             raise ValueError("lengths is only for a padded (batch, samples) tensor; a list gives its own lengths")
         if not wav:
             raise ValueError("wav is an empty list")
-        items = [_downmix(_to_float_tensor(x, f"wav[{i}]"), f"wav[{i}]", channels_first=True) for i, x in enumerate(wav)]
+        items = [_downmix(_to_float_tensor(x, f"wav[{i}]"), f"wav[{i}]") for i, x in enumerate(wav)]
     else:
         tensor = _to_float_tensor(wav, "wav")
         if tensor.ndim == 1:
@@ -90,12 +90,13 @@ def _to_float_tensor(x: object, name: str) -> torch.Tensor:
     return x.to(torch.float32)
 
 
-def _downmix(x: torch.Tensor, name: str, channels_first: bool) -> torch.Tensor:
+def _downmix(x: torch.Tensor, name: str) -> torch.Tensor:
+    """``(samples,)`` or ``(channels, samples)`` -> ``(samples,)``, averaging channels."""
     if x.ndim == 1:
         return x
     if x.ndim != 2:
         raise ValueError(f"{name} must be (samples,) or (channels, samples); got {tuple(x.shape)}")
-    channels, samples = x.shape if channels_first else x.shape[::-1]
+    channels, samples = x.shape
     if channels > _MAX_CHANNELS or channels >= samples:
         raise ValueError(
             f"{name} has shape {tuple(x.shape)}, read as (channels, samples) = ({channels}, {samples}); "

@@ -123,17 +123,8 @@ def _train(config: TrainConfig, resume: bool) -> Path:
     generators = Generators.seeded(config.seed * 1000 + process.rank, process.device)
     named_generators = {"noise": generators.noise, "draws": generators.draws}
     step, elapsed_s = 0, 0.0
-    found = latest_checkpoint(run_dir) if resume else None
-    if found is not None:
-        state = load_checkpoint(found, process.device)
-        objective.encoder.load_state_dict(state["encoder"])
-        objective.predictors.load_state_dict(state["predictors"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        restore_random_states(state["random"][process.rank], named_generators)
-        step, elapsed_s = state["step"], state["elapsed_s"]
-    elif resume:
-        raise FileNotFoundError(f"--resume: no checkpoint in {run_dir / 'checkpoints'}")
+    if resume:
+        step, elapsed_s = _resume(run_dir, process, objective, optimizer, scheduler, named_generators)
     if process.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "train_config.json").write_text(config.to_json())
@@ -175,6 +166,21 @@ def _train(config: TrainConfig, resume: bool) -> Path:
     finally:
         logger.close()
     return run_dir
+
+
+def _resume(run_dir: Path, process: Process, objective: GreedyObjective, optimizer, scheduler,
+            generators: dict[str, torch.Generator]) -> tuple[int, float]:
+    """Restore everything from the latest checkpoint of ``run_dir``; returns its step and elapsed seconds."""
+    found = latest_checkpoint(run_dir)
+    if found is None:
+        raise FileNotFoundError(f"--resume: no checkpoint in {run_dir / 'checkpoints'}")
+    state = load_checkpoint(found, process.device)
+    objective.encoder.load_state_dict(state["encoder"])
+    objective.predictors.load_state_dict(state["predictors"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    restore_random_states(state["random"][process.rank], generators)
+    return state["step"], state["elapsed_s"]
 
 
 def _checkpoint(run_dir, step, elapsed_s, config, objective, optimizer, scheduler, generators, process) -> None:

@@ -27,9 +27,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from smooth_infomax.analysis.probes import align_labels  # noqa: F401 (re-exported for the loaders' users)
+from smooth_infomax.analysis.probes import align_labels
 from smooth_infomax.audio import HOP_SAMPLES, SAMPLE_RATE
 from training.data.audio_io import AudioFileError, audio_info, read_audio
+
+__all__ = ["AUDIO_EXTENSIONS", "CROP_SAMPLES", "CorpusPaths", "CropDataset", "CropItem", "UtteranceDataset",
+           "UtteranceItem", "align_labels", "build_speaker_map", "crop_offset", "load_speaker_map", "make_loader",
+           "read_phone_labels", "read_split", "save_speaker_map", "seed_worker", "speaker_of", "utterance_path"]
 
 CROP_SAMPLES = 20480
 """GIM/SIM training crop: 1.28 s, 128 frames."""
