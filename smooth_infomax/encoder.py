@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from torch import nn
 
 from .config import EncoderConfig, preset
 from .geometry import FrameGeometry, module_geometries
+from .inference import FoldedCache, compute_dtype, mask_tail_, run_gru
 from .inputs import prepare_audio
 from .layers import EncoderModule, gaussian_sample, mask_frames
 from .outputs import Extraction, ModuleFeatures, ModuleTrainOutput
@@ -40,6 +42,7 @@ class SmoothInfoMaxEncoder(nn.Module):
         self.name_or_path: str | None = None  # where from_pretrained found the model
         self.revision: str | None = None  # the Hub commit it was loaded from
         self._frozen: set[int] = set()  # modules excluded from training (see freeze)
+        self._folded = FoldedCache()  # inference weights per dtype and device (see inference.py)
 
     def freeze(self, modules: Sequence[int] | int | None = None) -> SmoothInfoMaxEncoder:
         """Stop training ``modules`` (default all): no gradients, and BatchNorm kept in eval mode even when the
@@ -130,6 +133,7 @@ class SmoothInfoMaxEncoder(nn.Module):
         layers: Sequence[int] | int | None = None,
         sample: bool = False,
         generator: torch.Generator | None = None,
+        logvar: bool = True,
     ) -> Extraction:
         """Per-module features of one clip or a batch.
 
@@ -143,6 +147,10 @@ class SmoothInfoMaxEncoder(nn.Module):
                 after the deepest one.
             sample: also draw a reparameterised sample per Gaussian module (means still flow between modules).
             generator: a seeded ``torch.Generator`` makes the samples reproducible.
+            logvar: ``False`` skips the log-variance heads (about a tenth of the compute); ``logvar`` is then
+                ``None`` in every module's features.
+
+        Runs in the dtype of ``torch.autocast`` when it is on (e.g. bfloat16 on CPU), else in the model's dtype.
 
         Returns:
             An ``Extraction``: for each requested module ``mean``/``logvar``/``sample`` ``(batch, frames, dim)``,
@@ -152,7 +160,12 @@ class SmoothInfoMaxEncoder(nn.Module):
         rate = self.sample_rate if sample_rate is None else sample_rate
         audio = prepare_audio(wav, rate, lengths, self.sample_rate, parameter.dtype, parameter.device)
         with torch.inference_mode():
-            features = self.forward_features(audio.waveform, audio.lengths, layers, sample, generator)
+            if any(m.training for m in self.modules() if isinstance(m, nn.BatchNorm1d)):
+                features = self.forward_features(audio.waveform, audio.lengths, layers, sample, generator)
+            else:
+                features = self._folded_features(audio.waveform, audio.lengths, layers, sample, generator, logvar)
+        if not logvar:
+            features = [dataclasses.replace(f, logvar=None) for f in features]
         return Extraction(tuple(features), self.sample_rate, rate, audio.lengths, audio.resampler)
 
     def forward_features(
@@ -189,13 +202,42 @@ class SmoothInfoMaxEncoder(nn.Module):
             x = mean
         return features
 
-    def _features(self, index, mean, logvar, lengths, sample, generator) -> ModuleFeatures:
-        as_btd = lambda t: None if t is None else t.transpose(1, 2).contiguous()  # noqa: E731
-        mean, logvar = as_btd(mean), as_btd(logvar)
+    def inference_modules(self) -> list:
+        """Per module, its ``inference.FoldedModule`` (``None`` without convs) for the current dtype: the
+        autocast dtype when autocast is on, else the model's. Needs every BatchNorm in eval mode."""
+        parameter = next(self.parameters())
+        return self._folded.get(self, compute_dtype(parameter), parameter.device)
+
+    def _folded_features(self, waveform, lengths, layers, sample, generator, logvar) -> list[ModuleFeatures]:
+        """``forward_features`` for an encoder whose BatchNorms are in eval mode, through ``inference.py``."""
+        wanted = self.resolve_layers(layers)
+        parameter = next(self.parameters())
+        folded = self.inference_modules()
+        lengths = lengths.cpu()
+        if waveform.shape[-1] < self._min_input_samples:
+            waveform = nn.functional.pad(waveform, (0, self._min_input_samples - waveform.shape[-1]))
+        x = (waveform * self.config.input_gain + self.config.input_offset).to(compute_dtype(parameter))
+        x = mask_tail_(x.unsqueeze(-1), lengths)  # (batch, samples, 1)
+        features = []
+        for index, stage in enumerate(self.stages[: max(wanted) + 1]):
+            mean, variance = x, None
+            if stage.convs:
+                mean, variance, lengths = folded[index].encode(x, lengths, want_logvar=logvar or sample)
+            if stage.gru is not None:
+                mean, _ = run_gru(stage, mean, lengths)
+            if index in wanted:
+                features.append(self._features(index, mean, variance, lengths, sample, generator, channels_last=True))
+            x = mean
+        return features
+
+    def _features(self, index, mean, logvar, lengths, sample, generator, channels_last=False) -> ModuleFeatures:
+        if not channels_last:
+            as_btd = lambda t: None if t is None else t.transpose(1, 2).contiguous()  # noqa: E731
+            mean, logvar = as_btd(mean), as_btd(logvar)
         drawn = mean
         if sample and logvar is not None:
             drawn = gaussian_sample(mean, logvar, generator)
-            drawn = mask_frames(drawn.transpose(1, 2), lengths).transpose(1, 2)
+            drawn = mask_tail_(drawn, lengths.cpu())
         return ModuleFeatures(index, mean, logvar, drawn, lengths.cpu(), self.geometries[index])
 
     def resolve_layers(self, layers: Sequence[int] | int | None) -> list[int]:

@@ -32,9 +32,11 @@ class Generators:
 class GreedyObjective(nn.Module):
     """``forward(waveform)`` -> total loss and per-module ``(nce, kl, accuracy)`` of shape ``(modules, 3)``."""
 
-    def __init__(self, config: EncoderConfig):
+    def __init__(self, config: EncoderConfig, nce=info_nce):
+        """``nce``: the InfoNCE function (``info_nce``; benchmarks swap in the loop formulation)."""
         super().__init__()
         self.config = config
+        self.nce = nce
         self.encoder = SmoothInfoMaxEncoder(config)
         self.predictors = Predictors(config)
 
@@ -47,7 +49,7 @@ class GreedyObjective(nn.Module):
             batch, frames, _ = output.target.shape
             draws = draw_infonce(batch, frames, loss_config.positive_window_frames, loss_config.negatives,
                                  generators.draws, output.target.device)
-            nce = info_nce(output.context.float(), output.target.float(), predictor, loss_config.prediction_steps,
+            nce = self.nce(output.context.float(), output.target.float(), predictor, loss_config.prediction_steps,
                            loss_config.positive_window_frames, draws)
             kl = torch.zeros((), device=waveform.device)
             if output.logvar is not None:

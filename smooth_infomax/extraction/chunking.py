@@ -21,6 +21,7 @@ import torch
 
 from ..config import EncoderConfig
 from ..geometry import output_lengths
+from ..inference import compute_dtype, run_gru
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,8 @@ def _window(geometries, frames: dict[int, tuple[int, int]], hop: int, num_sample
 
 
 def iter_chunks(
-    encoder, waveform: torch.Tensor, modules: Sequence[int], chunk_samples: int, autocast: torch.dtype | None = None
+    encoder, waveform: torch.Tensor, modules: Sequence[int], chunk_samples: int, autocast: torch.dtype | None = None,
+    logvar: bool = True,
 ) -> Iterator[dict[int, FrameRows]]:
     """Features of one long file, chunk by chunk.
 
@@ -96,6 +98,7 @@ def iter_chunks(
         modules: module indices to return (non-negative).
         chunk_samples: output per chunk in input samples, e.g. ``30 * 16000``.
         autocast: ``torch.bfloat16`` to compute under autocast, else ``None``.
+        logvar: ``False`` skips the log-variance heads (``FrameRows.logvar`` is then ``None``).
 
     Yields:
         For each chunk, ``{module: FrameRows}`` with that chunk's valid frames ``(rows, dim)``; concatenated over
@@ -105,38 +108,41 @@ def iter_chunks(
     states: dict[int, torch.Tensor] = {}
     for window in plan_chunks(encoder, int(waveform.shape[0]), deepest, chunk_samples):
         with torch.inference_mode(), _autocast(encoder, autocast):
-            yield _run_window(encoder, waveform, window, set(modules), deepest, states)
+            yield _run_window(encoder, waveform, window, set(modules), deepest, states, logvar)
 
 
-def _run_window(encoder, waveform, window: ChunkWindow, modules: set[int], deepest: int, states) -> dict[int, FrameRows]:
+def _run_window(encoder, waveform, window: ChunkWindow, modules: set[int], deepest: int, states,
+                want_logvar: bool) -> dict[int, FrameRows]:
     parameter = next(encoder.parameters())
-    segment = waveform[window.sample_start: window.sample_stop].to(parameter.device, parameter.dtype)
-    x = segment[None, None] * encoder.config.input_gain + encoder.config.input_offset  # (1, 1, samples)
-    lengths = torch.tensor([segment.shape[0]], device=parameter.device)
+    folded = encoder.inference_modules()
+    segment = waveform[window.sample_start: window.sample_stop].to(parameter.device, torch.float32)
+    x = segment[None, :, None] * encoder.config.input_gain + encoder.config.input_offset  # (1, samples, 1)
+    x = x.to(compute_dtype(parameter))
+    lengths = torch.tensor([segment.shape[0]])
     rows, out = None, {}
     for m, stage in enumerate(encoder.stages[: deepest + 1]):
         if stage.convs:
-            x, logvar, lengths = stage.encode(x, lengths)  # (1, dim, local frames)
+            x, logvar, lengths = folded[m].encode(x, lengths, want_logvar)  # (1, local frames, dim)
             rows = _kept(encoder, window, m, x, logvar, int(lengths[0]))
-        if stage.gru is not None and rows.mean.shape[-1] > 0:
-            count = torch.tensor([rows.mean.shape[-1]], device=rows.mean.device)
-            recurrent, states[m] = stage.recur(rows.mean, count, states.get(m))
+        if stage.gru is not None and rows.mean.shape[1] > 0:
+            count = torch.tensor([rows.mean.shape[1]])
+            recurrent, states[m] = run_gru(stage, rows.mean, count, states.get(m))
             rows = FrameRows(rows.start_frame, recurrent, rows.logvar if stage.convs else None)
         elif not stage.convs:
             rows = FrameRows(rows.start_frame, rows.mean, None)
         if m in modules:
-            out[m] = FrameRows(rows.start_frame, rows.mean[0].T, None if rows.logvar is None else rows.logvar[0].T)
+            out[m] = FrameRows(rows.start_frame, rows.mean[0], None if rows.logvar is None else rows.logvar[0])
     return out
 
 
 def _kept(encoder, window: ChunkWindow, m: int, mean, logvar, local_frames: int) -> FrameRows:
-    """The frames of module ``m`` this window keeps, still channel-first ``(1, dim, rows)``."""
+    """The frames of module ``m`` this window keeps, still batched ``(1, rows, dim)``."""
     start, stop = window.frames[m]
     offset = window.sample_start // encoder.geometries[m].hop_samples
     if stop - offset > local_frames:
         raise RuntimeError(f"chunk window {window} is too short for module {m}; this is a bug")
     cut = slice(start - offset, stop - offset)
-    return FrameRows(start, mean[:, :, cut], None if logvar is None else logvar[:, :, cut])
+    return FrameRows(start, mean[:, cut], None if logvar is None else logvar[:, cut])
 
 
 def _autocast(encoder, dtype: torch.dtype | None):

@@ -66,12 +66,14 @@ def autocast_context(device: torch.device, bf16: bool):
 
 
 def batch_rows(
-    encoder: SmoothInfoMaxEncoder, waveforms: list[torch.Tensor], modules: Sequence[int], bf16: bool
+    encoder: SmoothInfoMaxEncoder, waveforms: list[torch.Tensor], modules: Sequence[int], bf16: bool,
+    logvar: bool = True,
 ) -> list[dict[int, FrameRows]]:
-    """``extract`` on a list of mono 16 kHz waveforms; per item ``{module: FrameRows}`` of its valid frames."""
+    """``extract`` on a list of mono 16 kHz waveforms; per item ``{module: FrameRows}`` of its valid frames
+    (``logvar=False`` skips the log-variance heads)."""
     device = next(encoder.parameters()).device
     with autocast_context(device, bf16):
-        out = encoder.extract(waveforms, layers=list(modules))
+        out = encoder.extract(waveforms, layers=list(modules), logvar=logvar)
     return [
         {f.index: FrameRows(0, f.unpad(i), None if f.logvar is None else f.unpad(i, "logvar")) for f in out}
         for i in range(len(waveforms))
@@ -79,10 +81,11 @@ def batch_rows(
 
 
 def long_rows(
-    encoder: SmoothInfoMaxEncoder, waveform: torch.Tensor, modules: Sequence[int], chunk_samples: int, bf16: bool
+    encoder: SmoothInfoMaxEncoder, waveform: torch.Tensor, modules: Sequence[int], chunk_samples: int, bf16: bool,
+    logvar: bool = True,
 ) -> Iterator[dict[int, FrameRows]]:
     """Rows of one long file, chunk by chunk (a single whole-file pass if the architecture cannot be chunked)."""
     if supports_chunking(encoder.config, max(modules)):
-        yield from iter_chunks(encoder, waveform, modules, chunk_samples, torch.bfloat16 if bf16 else None)
+        yield from iter_chunks(encoder, waveform, modules, chunk_samples, torch.bfloat16 if bf16 else None, logvar)
     else:
-        yield from batch_rows(encoder, [waveform], modules, bf16)
+        yield from batch_rows(encoder, [waveform], modules, bf16, logvar)

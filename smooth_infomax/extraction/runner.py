@@ -134,13 +134,14 @@ def _compute(ready: list[Decoded], todo, context: RunContext, options: RunOption
     """Pairs of a decoded file and its rows: a lazy chunk iterator for a long file alone in its batch, else
     the batch's ``extract`` result."""
     encoder, modules = context.encoder, context.settings.modules
+    logvar = "logvar" in context.settings.what
     if len(ready) == 1 and ready[0].audio.waveform.shape[0] > chunk_samples:
-        yield ready[0], long_rows(encoder, ready[0].audio.waveform, modules, chunk_samples, options.bf16)
+        yield ready[0], long_rows(encoder, ready[0].audio.waveform, modules, chunk_samples, options.bf16, logvar)
         return
     if not ready:
         return
     try:
-        rows = batch_rows(encoder, [r.audio.waveform for r in ready], modules, options.bf16)
+        rows = batch_rows(encoder, [r.audio.waveform for r in ready], modules, options.bf16, logvar)
     except Exception as err:  # noqa: BLE001 -- e.g. out of memory: the batch's files fail, the run goes on
         for result in ready:
             fail(todo[result.index], f"compute failed ({type(err).__name__}: {err})")

@@ -1,0 +1,161 @@
+"""The inference path behind ``extract`` and ``sim-extract``: the same maths as the modules' ``forward``, faster.
+
+What it changes (each measured in docs/performance.md):
+- BatchNorm (eval mode) is folded into the conv weights and bias, and ReLU runs in place: one pass per layer.
+- A conv reading a single input channel (the first layer, on raw audio) runs as one matmul over a strided,
+  overlapping view of the padded waveform; oneDNN's conv1d is about 10x slower on that shape.
+- The log-variance head is skipped when no log-variance is wanted.
+- Frames past an item's length are zeroed only when the batch has such frames.
+- Weights are prepared once per dtype and device (e.g. bfloat16 under ``torch.autocast``) and reused until a
+  parameter changes, instead of being cast on every call.
+
+Activations are channels-last ``(batch, frames, dim)``, the layout of the outputs, and every conv runs as a
+channels-last conv2d of height 1 (oneDNN's fastest layout); lengths stay on the CPU (no device syncs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .geometry import conv_output_length
+from .layers import ConvBlock, EncoderModule
+
+
+@dataclass(frozen=True)
+class FoldedConv:
+    """A conv layer with its BatchNorm folded in: ``weight (out, in, 1, kernel)`` in channels-last memory format
+    (a conv2d over a height of 1), ``bias (out,)``."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    stride: int
+    padding: int
+    relu: bool
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """``(batch, samples, in)`` -> ``(batch, frames, out)``, before masking."""
+        if self.weight.shape[1] == 1:
+            x = self._single_channel_matmul(x)
+        else:
+            x = conv_channels_last(x, self.weight, self.bias, self.stride, self.padding)
+        return torch.relu_(x) if self.relu else x
+
+    def _single_channel_matmul(self, x: torch.Tensor) -> torch.Tensor:
+        kernel = self.weight.shape[-1]
+        padded = F.pad(x[..., 0], (self.padding, self.padding))  # (batch, samples + 2 * padding)
+        frames = (padded.shape[-1] - kernel) // self.stride + 1
+        windows = padded.as_strided((padded.shape[0], frames, kernel), (padded.stride(0), self.stride, 1))
+        return F.linear(windows, self.weight[:, 0, 0], self.bias)
+
+
+def conv_channels_last(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int = 1,
+                       padding: int = 0) -> torch.Tensor:
+    """Conv1d of ``x (batch, frames, in)`` with ``weight (out, in, 1, kernel)``, as a channels-last conv2d of
+    height 1, the layout in which oneDNN runs fastest; no copies in or out. Returns ``(batch, frames', out)``."""
+    nhwc = x.unsqueeze(1).permute(0, 3, 1, 2)  # (batch, in, 1, frames), channels-last strides
+    out = F.conv2d(nhwc, weight, bias, (1, stride), (0, padding))
+    return out.permute(0, 2, 3, 1)[:, 0]
+
+
+@dataclass(frozen=True)
+class FoldedModule:
+    """The conv part of one ``EncoderModule`` ready for inference: folded convs and the 1x1 heads, each weight
+    ``(dim, dim, 1, 1)`` channels-last (``None`` when absent)."""
+
+    convs: tuple[tuple[FoldedConv, object], ...]  # (conv, its ConvLayerConfig)
+    mean_head: tuple[torch.Tensor, torch.Tensor] | None  # (weight, bias)
+    logvar_head: tuple[torch.Tensor, torch.Tensor] | None
+
+    def encode(
+        self, x: torch.Tensor, lengths: torch.Tensor, want_logvar: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """As ``EncoderModule.encode``, channels-last: ``(batch, samples, in)`` -> mean ``(batch, frames, dim)``,
+        logvar (same, or ``None``) and lengths (CPU)."""
+        for conv, layer in self.convs:
+            x = conv(x)
+            lengths = conv_output_length(lengths, layer)
+            mask_tail_(x, lengths)
+        if self.mean_head is None:
+            return x, None, lengths
+        mean = mask_tail_(conv_channels_last(x, *self.mean_head), lengths)
+        logvar = None
+        if want_logvar and self.logvar_head is not None:
+            logvar = mask_tail_(conv_channels_last(x, *self.logvar_head), lengths)
+        return mean, logvar, lengths
+
+
+def mask_tail_(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Zero, in place, frames at or past each item's length; ``x (batch, frames, dim)``, ``lengths`` on the CPU.
+    Returns ``x``."""
+    for item, length in enumerate(lengths.tolist()):
+        if length < x.shape[1]:
+            x[item, length:] = 0
+    return x
+
+
+def fold_conv(block: ConvBlock, dtype: torch.dtype, device: torch.device) -> FoldedConv:
+    weight, bias = block.conv.weight.detach().float(), block.conv.bias.detach().float()
+    if block.norm is not None:
+        norm = block.norm
+        scale = norm.weight.detach().float() / torch.sqrt(norm.running_var.float() + norm.eps)
+        weight = weight * scale[:, None, None]
+        bias = (bias - norm.running_mean.float()) * scale + norm.bias.detach().float()
+    layer = block.layer
+    return FoldedConv(_as_2d(weight, dtype, device), bias.to(device, dtype), layer.stride, layer.padding, layer.relu)
+
+
+def _as_2d(weight: torch.Tensor, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A conv1d weight ``(out, in, kernel)`` as a channels-last conv2d weight ``(out, in, 1, kernel)``."""
+    return weight.unsqueeze(2).to(device, dtype).contiguous(memory_format=torch.channels_last)
+
+
+def fold_module(stage: EncoderModule, dtype: torch.dtype, device: torch.device) -> FoldedModule:
+    """``stage`` (eval mode) folded for inference in ``dtype`` on ``device``."""
+    convs = tuple((fold_conv(block, dtype, device), block.layer) for block in stage.convs)
+    head = stage.head
+    as_head = lambda conv: None if conv is None else (  # noqa: E731
+        _as_2d(conv.weight.detach(), dtype, device), conv.bias.detach().to(device, dtype))
+    if head is None:
+        return FoldedModule(convs, None, None)
+    return FoldedModule(convs, as_head(head.mean), as_head(head.logvar))
+
+
+def run_gru(stage: EncoderModule, x: torch.Tensor, lengths: torch.Tensor, state: torch.Tensor | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The module's GRU over ``x (batch, frames, dim)`` in the GRU's own dtype, autocast off (under autocast
+    every time step would cast the weights again, 2.5x slower): ``(batch, frames, hidden)`` (masked) and the last
+    state ``(1, batch, hidden)``."""
+    with torch.autocast(x.device.type, enabled=False):
+        out, state = stage.gru(x.to(stage.gru.weight_hh_l0.dtype), state)
+    return mask_tail_(out, lengths), state
+
+
+class FoldedCache:
+    """Folded modules per ``(dtype, device)``, rebuilt when any parameter or buffer of the encoder changes."""
+
+    def __init__(self):
+        self._entries: dict[tuple, tuple[tuple, list[FoldedModule | None]]] = {}
+
+    def get(self, encoder, dtype: torch.dtype, device: torch.device) -> list[FoldedModule | None]:
+        """One entry per module (``None`` for modules without convs)."""
+        tensors = list(encoder.parameters()) + list(encoder.buffers())
+        version = tuple((t.data_ptr(), t._version) for t in tensors)
+        key = (dtype, str(device))
+        cached = self._entries.get(key)
+        if cached is None or cached[0] != version:
+            folded = [fold_module(stage, dtype, device) if stage.convs else None for stage in encoder.stages]
+            self._entries = {k: v for k, v in self._entries.items() if v[0] == version}
+            self._entries[key] = (version, folded)
+        return self._entries[key][1]
+
+
+def compute_dtype(parameter: torch.Tensor) -> torch.dtype:
+    """The dtype the convs run in: the autocast dtype when autocast is on for the parameter's device, else the
+    parameter's own."""
+    device_type = parameter.device.type
+    if torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return parameter.dtype

@@ -1,0 +1,101 @@
+"""The folded inference path (smooth_infomax/inference.py) against the modules' own forward pass."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from smooth_infomax import SmoothInfoMaxEncoder
+from smooth_infomax.inference import FoldedConv, conv_channels_last
+from smooth_infomax.inputs import prepare_audio
+
+
+def trained_looking(name: str) -> SmoothInfoMaxEncoder:
+    """A preset encoder whose BatchNorms carry non-trivial statistics and affine parameters, so that folding them
+    into the convs is actually exercised."""
+    torch.manual_seed(0)
+    encoder = SmoothInfoMaxEncoder.from_preset(name)
+    for module in encoder.modules():
+        if isinstance(module, torch.nn.BatchNorm1d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.2, 3.0)
+            with torch.no_grad():
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.3, 0.3)
+    return encoder.eval()
+
+
+def clips() -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    return [0.1 * torch.randn(n, generator=generator) for n in (16000, 9001, 300, 4321)]
+
+
+def unfolded(encoder: SmoothInfoMaxEncoder, wavs: list[torch.Tensor]):
+    audio = prepare_audio(wavs, 16000, None, 16000, torch.float32, torch.device("cpu"))
+    with torch.no_grad():
+        return encoder.forward_features(audio.waveform, audio.lengths)
+
+
+@pytest.mark.parametrize("name", ["sim", "gim_sim_repo", "gim", "cpc"])
+def test_extract_equals_the_modules_forward(name):
+    encoder = trained_looking(name)
+    wavs = clips()
+    folded, reference = encoder.extract(wavs), unfolded(encoder, wavs)
+    for got, want in zip(folded, reference, strict=True):
+        assert torch.equal(got.lengths, want.lengths)
+        assert (got.mean - want.mean).abs().max() < 1e-4 * max(1.0, want.mean.abs().max())
+        if want.logvar is not None:
+            assert (got.logvar - want.logvar).abs().max() < 1e-4 * max(1.0, want.logvar.abs().max())
+
+
+def test_bfloat16_autocast_is_close_and_skipping_logvar_keeps_means():
+    encoder = trained_looking("sim")
+    wavs = clips()
+    reference = encoder.extract(wavs)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = encoder.extract(wavs, logvar=False)
+    for got, want in zip(low, reference):
+        assert got.logvar is None
+        error = (got.mean.float() - want.mean).norm() / want.mean.norm()
+        assert 0 < error < 1e-2
+    means_only = encoder.extract(wavs, logvar=False)
+    assert all(torch.equal(a.mean, b.mean) for a, b in zip(means_only, reference))
+
+
+def test_folded_weights_follow_parameter_changes():
+    encoder = trained_looking("sim")
+    wav = clips()[0]
+    before = encoder.extract(wav)[0].mean
+    with torch.no_grad():
+        encoder.stages[0].convs[1].conv.weight.mul_(2.0)
+    after = encoder.extract(wav)[0].mean
+    assert not torch.allclose(before, after)
+    assert torch.allclose(after, unfolded(encoder, [wav])[0].mean, atol=1e-4)
+
+
+def test_train_mode_uses_batch_statistics_like_forward():
+    encoder = trained_looking("sim").train()
+    wavs = [clips()[0], clips()[0].flip(0)]
+    got = encoder.extract(wavs)
+    encoder_copy = trained_looking("sim").train()
+    want = unfolded(encoder_copy, wavs)
+    assert torch.allclose(got[1].mean, want[1].mean, atol=1e-4)
+
+
+@pytest.mark.parametrize("kernel,stride,padding", [(10, 5, 2), (7, 3, 0), (3, 5, 1), (1, 1, 0)])
+def test_single_channel_conv_as_matmul_equals_conv1d(kernel, stride, padding):
+    generator = torch.Generator().manual_seed(kernel)
+    weight, bias = torch.randn(16, 1, kernel, generator=generator), torch.randn(16, generator=generator)
+    x = torch.randn(3, 1, 1000, generator=generator)
+    got = FoldedConv(weight.unsqueeze(2), bias, stride, padding, relu=False)(x.transpose(1, 2))  # channels-last
+    assert torch.allclose(got.transpose(1, 2), F.conv1d(x, weight, bias, stride, padding), atol=1e-5)
+
+
+@pytest.mark.parametrize("channels,kernel,stride,padding", [(8, 8, 4, 2), (5, 3, 2, 0), (4, 1, 1, 0)])
+def test_channels_last_conv_equals_conv1d(channels, kernel, stride, padding):
+    generator = torch.Generator().manual_seed(channels)
+    weight, bias = torch.randn(6, channels, kernel, generator=generator), torch.randn(6, generator=generator)
+    x = torch.randn(2, channels, 200, generator=generator)
+    weight_2d = weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+    got = conv_channels_last(x.transpose(1, 2).contiguous(), weight_2d, bias, stride, padding)
+    assert got.is_contiguous()
+    assert torch.allclose(got.transpose(1, 2), F.conv1d(x, weight, bias, stride, padding), atol=1e-5)

@@ -1,0 +1,173 @@
+"""Extraction throughput on a mixed-length corpus: a naive reference-style loop, ``extract`` and ``sim-extract``.
+
+    python -m training.benchmarks.extraction [--files 24] [--long-s 600] [--threads N] [--out FILE.json]
+
+Paths, all on the same FLAC files (1-30 s plus one long file) and in one run:
+- naive: one file at a time, float32, the modules' layers called in Python under ``no_grad`` (as the authors'
+  code extracts features), every head computed; also under bfloat16 autocast, for reference;
+- extract: ``encoder.extract`` on length-sorted batches (files decoded beforehand), float32 and bfloat16 autocast;
+- sim-extract: the CLI end to end (decode, compute, write safetensors), float32 and ``--bf16``.
+Outputs of every path are compared with the naive float32 ones (valid frames of every module). Each path's FLOPs
+per audio-second over the measured matmul rate of its dtype gives its share of the machine's ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from smooth_infomax import SmoothInfoMaxEncoder
+from smooth_infomax.cli import main as sim_extract
+from smooth_infomax.extraction.readers import load_features
+from training.benchmarks.common import (SAMPLE_RATE, machine, matmul_rate_gflops, mixed_durations_s, print_table,
+                                        timed, write_corpus, write_json)
+from training.benchmarks.flops import flops_per_audio_second
+
+
+def naive_features(encoder: SmoothInfoMaxEncoder, wav: torch.Tensor) -> list[torch.Tensor]:
+    """Per module ``(frames, dim)`` means of one waveform ``(samples,)``, computed layer by layer."""
+    outputs = []
+    with torch.no_grad():
+        x = wav[None, None] * encoder.config.input_gain + encoder.config.input_offset
+        for stage in encoder.stages:
+            for block in stage.convs:
+                x = block.conv(x)
+                x = block.norm(x) if block.norm is not None else x
+                x = torch.relu(x) if block.layer.relu else x
+            if stage.head is not None:
+                mean = stage.head.mean(x)
+                _ = stage.head.logvar(x) if stage.head.logvar is not None else None
+                x = mean
+            if stage.gru is not None:
+                x = stage.gru(x.transpose(1, 2).float())[0].transpose(1, 2)
+            outputs.append(x[0].T)
+    return outputs
+
+
+def length_batches(lengths: list[int], batch_samples: int, alone_over: int) -> list[list[int]]:
+    """Indices sorted by length, packed so ``count * longest <= batch_samples``; files over ``alone_over`` alone."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches, current = [], []
+    for i in order:
+        if current and (lengths[i] > alone_over or (len(current) + 1) * lengths[i] > batch_samples):
+            batches.append(current)
+            current = []
+        current.append(i)
+    return batches + [current] if current else batches
+
+
+def autocast(bf16: bool):
+    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
+def run_naive(encoder, wavs, bf16: bool) -> list[list[torch.Tensor]]:
+    with autocast(bf16):
+        return [naive_features(encoder, wav) for wav in wavs]
+
+
+def run_extract(encoder, wavs, bf16: bool, batch_seconds: float) -> list[list[torch.Tensor]]:
+    outputs: list = [None] * len(wavs)
+    batches = length_batches([len(w) for w in wavs], int(batch_seconds * SAMPLE_RATE), 30 * SAMPLE_RATE)
+    for batch in batches:
+        with autocast(bf16):
+            extraction = encoder.extract([wavs[i] for i in batch])
+        for row, i in enumerate(batch):
+            outputs[i] = [f.unpad(row) for f in extraction]
+    return outputs
+
+
+def run_cli(model: str, in_dir: Path, out_dir: Path, bf16: bool) -> None:
+    args = [str(in_dir), str(out_dir), "--model", model, "--force", "--quiet"] + (["--bf16"] if bf16 else [])
+    sim_extract(args, standalone_mode=False)
+
+
+def read_cli(out_dir: Path, paths: list[Path], num_modules: int) -> list[list[torch.Tensor]]:
+    outputs = []
+    for path in paths:
+        arrays, _ = load_features(out_dir / f"{path.name}.safetensors")
+        outputs.append([torch.from_numpy(arrays[f"module{m}.mean"]) for m in range(num_modules)])
+    return outputs
+
+
+def difference(outputs, reference) -> tuple[float, float]:
+    """Largest absolute difference, and the largest per-module relative error ``|a - b| / |b|`` (Frobenius)."""
+    max_abs, max_rel = 0.0, 0.0
+    for got_file, want_file in zip(outputs, reference, strict=True):
+        for got, want in zip(got_file, want_file, strict=True):
+            delta = got.float() - want.float()
+            max_abs = max(max_abs, float(delta.abs().max()))
+            max_rel = max(max_rel, float(delta.norm() / want.float().norm().clamp_min(1e-12)))
+    return max_abs, max_rel
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="sim-synth")
+    parser.add_argument("--files", type=int, default=24, help="files of 1-30 s")
+    parser.add_argument("--long-s", type=float, default=600.0, help="duration of the one long file (0: none)")
+    parser.add_argument("--batch-seconds", type=float, default=60.0)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--corpus", type=Path, default=None, help="folder for the FLAC files (default: temporary)")
+    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as scratch:
+        corpus = args.corpus or Path(scratch) / "corpus"
+        result = benchmark(args, write_corpus(corpus, mixed_durations_s(args.files, args.long_s)), Path(scratch))
+    write_json(args.out, result)
+    return result
+
+
+def benchmark(args, paths: list[Path], scratch: Path) -> dict:
+    encoder = SmoothInfoMaxEncoder.from_pretrained(args.model).float().eval()
+    wavs = [torch.from_numpy(sf.read(path, dtype="float32")[0]) for path in paths]
+    audio_s = sum(len(w) for w in wavs) / SAMPLE_RATE
+    for bf16 in (False, True):  # warm-up: oneDNN primitives, folded weights
+        run_naive(encoder, wavs[:1], bf16), run_extract(encoder, wavs[:1], bf16, args.batch_seconds)
+    flops = {"all heads": flops_per_audio_second(encoder.config)["total"],
+             "means only": flops_per_audio_second(encoder.config, logvar=False)["total"]}
+    ceilings = {"float32": matmul_rate_gflops(torch.float32), "bfloat16": matmul_rate_gflops(torch.bfloat16)}
+    print(f"{len(paths)} files, {audio_s / 60:.1f} min of audio; {machine()}")
+    print(f"matmul GFLOP/s: float32 {ceilings['float32']:.0f}, bfloat16 {ceilings['bfloat16']:.0f}; "
+          f"SIM GFLOP per audio-second: {flops['all heads'] / 1e9:.2f} ({flops['means only'] / 1e9:.2f} means only)")
+    seconds, reference = timed(lambda: run_naive(encoder, wavs, False))
+    rows = [_row("naive", "float32", seconds, audio_s, flops["all heads"], ceilings, (0.0, 0.0))]
+    for bf16 in (False, True):
+        dtype = "bfloat16" if bf16 else "float32"
+        if bf16:
+            seconds, outputs = timed(lambda: run_naive(encoder, wavs, True))
+            rows.append(_row("naive", dtype, seconds, audio_s, flops["all heads"], ceilings,
+                             difference(outputs, reference)))
+        seconds, outputs = timed(lambda: run_extract(encoder, wavs, bf16, args.batch_seconds))
+        rows.append(_row("extract", dtype, seconds, audio_s, flops["all heads"], ceilings,
+                         difference(outputs, reference)))
+        out_dir = scratch / f"features_{dtype}"
+        seconds, _ = timed(lambda: run_cli(args.model, paths[0].parent, out_dir, bf16))
+        rows.append(_row("sim-extract", dtype, seconds, audio_s, flops["means only"], ceilings,
+                         difference(read_cli(out_dir, paths, encoder.num_modules), reference)))
+    naive_rate = rows[0]["audio_s_per_s"]
+    for row in rows:
+        row["speedup_vs_naive"] = row["audio_s_per_s"] / naive_rate
+    print_table(["path", "dtype", "audio-s/s", "x naive", "GFLOP/s", "% of matmul", "max abs diff", "rel err"],
+                [[r["path"], r["dtype"], f"{r['audio_s_per_s']:.1f}", f"{r['speedup_vs_naive']:.2f}",
+                  f"{r['gflops']:.0f}", f"{r['ceiling_share'] * 100:.0f}", f"{r['max_abs_diff']:.1e}",
+                  f"{r['relative_error']:.1e}"] for r in rows])
+    return {"machine": machine(), "files": len(paths), "audio_s": audio_s, "flops_per_audio_s": flops,
+            "matmul_gflops": ceilings, "paths": rows}
+
+
+def _row(path, dtype, seconds, audio_s, flops, ceilings, diff) -> dict:
+    gflops = audio_s / seconds * flops / 1e9
+    return {"path": path, "dtype": dtype, "seconds": seconds, "audio_s_per_s": audio_s / seconds, "gflops": gflops,
+            "ceiling_share": gflops / ceilings[dtype], "max_abs_diff": diff[0], "relative_error": diff[1]}
+
+
+if __name__ == "__main__":
+    main()
