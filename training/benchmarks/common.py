@@ -42,10 +42,10 @@ def write_corpus(folder: Path, durations_s: list[float], seed: int = 0) -> list[
     return paths
 
 
-def mixed_durations_s(n_files: int, long_s: float, seed: int = 0) -> list[float]:
-    """``n_files`` durations spread over 1-30 s, plus one file of ``long_s`` seconds (if > 0)."""
+def mixed_durations_s(n_files: int, long_s: float, seed: int = 0, max_s: float = 30.0) -> list[float]:
+    """``n_files`` durations spread over 1 to ``max_s`` seconds, plus one file of ``long_s`` seconds (if > 0)."""
     rng = np.random.default_rng(seed)
-    durations = [float(d) for d in np.round(rng.uniform(1.0, 30.0, n_files), 2)]
+    durations = [float(d) for d in np.round(rng.uniform(1.0, max_s, n_files), 2)]
     return durations + ([long_s] if long_s > 0 else [])
 
 

@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="sim-synth")
     parser.add_argument("--files", type=int, default=24, help="files of 1-30 s")
+    parser.add_argument("--max-file-s", type=float, default=30.0, help="longest of the short files")
     parser.add_argument("--long-s", type=float, default=600.0, help="duration of the one long file (0: none)")
     parser.add_argument("--batch-seconds", type=float, default=60.0)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as scratch:
         corpus = args.corpus or Path(scratch) / "corpus"
-        result = benchmark(args, write_corpus(corpus, mixed_durations_s(args.files, args.long_s)), Path(scratch))
+        result = benchmark(args, write_corpus(corpus, mixed_durations_s(args.files, args.long_s, max_s=args.max_file_s)), Path(scratch))
     write_json(args.out, result)
     return result
 
