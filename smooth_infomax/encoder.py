@@ -10,11 +10,14 @@ import torch
 from torch import nn
 
 from .config import EncoderConfig, preset
-from .geometry import FrameGeometry, module_geometries
+from .geometry import FrameGeometry, module_geometries, output_lengths
 from .inference import FoldedCache, compute_dtype, mask_tail_, run_gru
 from .inputs import prepare_audio
 from .layers import EncoderModule, gaussian_sample, mask_frames
 from .outputs import Extraction, ModuleFeatures, ModuleTrainOutput
+
+
+EXTRACT_CHUNK_SAMPLES = 30 * 16000  # a single clip longer than this is computed in chunks of this size
 
 
 class SmoothInfoMaxEncoder(nn.Module):
@@ -162,6 +165,8 @@ class SmoothInfoMaxEncoder(nn.Module):
         with torch.inference_mode():
             if any(m.training for m in self.modules() if isinstance(m, nn.BatchNorm1d)):
                 features = self.forward_features(audio.waveform, audio.lengths, layers, sample, generator)
+            elif self._chunkable(audio.waveform, layers):
+                features = self._chunked_features(audio.waveform[0], layers, sample, generator, logvar)
             else:
                 features = self._folded_features(audio.waveform, audio.lengths, layers, sample, generator, logvar)
         if not logvar:
@@ -207,6 +212,32 @@ class SmoothInfoMaxEncoder(nn.Module):
         autocast dtype when autocast is on, else the model's. Needs every BatchNorm in eval mode."""
         parameter = next(self.parameters())
         return self._folded.get(self, compute_dtype(parameter), parameter.device)
+
+    def _chunkable(self, waveform: torch.Tensor, layers) -> bool:
+        """One clip longer than ``EXTRACT_CHUNK_SAMPLES``, through modules that can be computed in chunks."""
+        from .extraction.chunking import supports_chunking
+
+        deepest = max(self.resolve_layers(layers))
+        return (waveform.shape[0] == 1 and waveform.shape[-1] > EXTRACT_CHUNK_SAMPLES
+                and supports_chunking(self.config, deepest))
+
+    def _chunked_features(self, waveform, layers, sample, generator, logvar) -> list[ModuleFeatures]:
+        """``_folded_features`` of one long clip ``(samples,)``, computed chunk by chunk (exactly equal; the
+        activations of the first layers stay small instead of growing with the clip)."""
+        from .extraction.chunking import iter_chunks
+
+        wanted = self.resolve_layers(layers)
+        parts: dict[int, list] = {m: [] for m in wanted}
+        for rows in iter_chunks(self, waveform, wanted, EXTRACT_CHUNK_SAMPLES, logvar=logvar or sample):
+            for m, frame_rows in rows.items():
+                parts[m].append(frame_rows)
+        lengths = output_lengths(self.config, torch.tensor([waveform.shape[0]]))
+        features = []
+        for m in wanted:
+            mean = torch.cat([r.mean for r in parts[m]])[None]
+            variance = None if parts[m][0].logvar is None else torch.cat([r.logvar for r in parts[m]])[None]
+            features.append(self._features(m, mean, variance, lengths[m], sample, generator, channels_last=True))
+        return features
 
     def _folded_features(self, waveform, lengths, layers, sample, generator, logvar) -> list[ModuleFeatures]:
         """``forward_features`` for an encoder whose BatchNorms are in eval mode, through ``inference.py``."""

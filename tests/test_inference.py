@@ -99,3 +99,20 @@ def test_channels_last_conv_equals_conv1d(channels, kernel, stride, padding):
     got = conv_channels_last(x.transpose(1, 2).contiguous(), weight_2d, bias, stride, padding)
     assert got.is_contiguous()
     assert torch.allclose(got.transpose(1, 2), F.conv1d(x, weight, bias, stride, padding), atol=1e-5)
+
+
+def test_a_long_clip_is_computed_in_chunks_and_equals_the_whole_pass(monkeypatch):
+    import smooth_infomax.encoder as encoder_module
+
+    encoder = trained_looking("sim")
+    wav = 0.1 * torch.randn(30000, generator=torch.Generator().manual_seed(3))
+    whole = encoder.extract(wav, sample=True, generator=torch.Generator().manual_seed(0))
+    monkeypatch.setattr(encoder_module, "EXTRACT_CHUNK_SAMPLES", 4000)
+    assert encoder._chunkable(wav[None], None)
+    chunked = encoder.extract(wav, sample=True, generator=torch.Generator().manual_seed(0))
+    for got, want in zip(chunked, whole, strict=True):
+        assert got.mean.shape == want.mean.shape and torch.equal(got.lengths, want.lengths)
+        assert torch.allclose(got.mean, want.mean, atol=1e-5)
+        assert torch.allclose(got.sample, want.sample, atol=1e-5)
+        if want.logvar is not None:
+            assert torch.allclose(got.logvar, want.logvar, atol=1e-5)

@@ -4,12 +4,12 @@
 #   bash training/recipes/sim_synth.sh
 #
 # 1. a 2.2 h synthetic corpus (40 speakers x 25 utterances, seed 0; about 1-2 min on 2 cores)
-# 2. SIM and the SIM repo's GIM baseline, 500 steps of batch 8 each, same data order and seed
+# 2. SIM and the SIM repo's GIM baseline, 1500 steps of batch 8 each, same data order and seed
 # 3. linear probes for both, a random-init SIM and MFCC, in one evaluation run
 # 4. the SIM model exported as float16 safetensors with its model card
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-STEPS=${STEPS:-500}
+STEPS=${STEPS:-1500}
 OUT=${OUT:-smooth_infomax/models/sim-synth}
 
 [ -f data/synth/manifest.json ] || python -m training.data.synth data/synth --speakers 40 --utterances 25 --seed 0
