@@ -17,7 +17,8 @@ python -m training.train sim_synth --set steps="$STEPS"
 python -m training.train gim_sim_repo_synth --set steps="$STEPS"
 python -m training.evaluate --data data/synth --model sim=runs/sim_synth --model gim=runs/gim_sim_repo_synth \
     --random-init sim --mfcc --max-utterances-per-speaker 10 --threads 2 --out results/synth
+python -m training.plot_results results/synth/results.json docs/figures/synth-probe-accuracy.png
 python -m training.export runs/sim_synth "$OUT" --weights-dtype float16 --title "SIM on a synthetic speech corpus (CPU demo model)" \
     --training-data "2.2 h of synthetic English speech (espeak-ng, festival, flite; 40 voices; python -m training.data.synth --speakers 40 --utterances 25 --seed 0). Not LibriSpeech." \
     --results results/synth/results.json --results-model sim \
-    --notes "A small demonstration model trained for $STEPS steps on 2 CPU cores. Its features are far from LibriSpeech-level SIM; use it to try the package, not as a speech representation for research."
+    --notes "A small demonstration model trained for $STEPS steps on 2 CPU cores. The results above are linear probes on the synthetic corpus's test split (200 utterances of the same 40 voices; frame phone accuracy over 41 classes, speaker accuracy over 40 on pooled 1.28 s crops); the MFCC, random-init and equal-budget GIM baselines of the same evaluation run are in docs/results.md. Synthetic voices are far easier than real speech: this is not LibriSpeech-level SIM. Use it to try the package, not as a speech representation for research."
