@@ -134,7 +134,7 @@ def _compute(ready: list[Decoded], todo, context: RunContext, options: RunOption
     """Pairs of a decoded file and its rows: a lazy chunk iterator for a long file alone in its batch, else
     the batch's ``extract`` result."""
     encoder, modules = context.encoder, context.settings.modules
-    logvar = "logvar" in context.settings.what
+    logvar = bool({"logvar", "sample"} & set(context.settings.what))  # samples are drawn from mean and logvar
     if len(ready) == 1 and ready[0].audio.waveform.shape[0] > chunk_samples:
         yield ready[0], long_rows(encoder, ready[0].audio.waveform, modules, chunk_samples, options.bf16, logvar)
         return
