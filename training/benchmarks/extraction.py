@@ -18,7 +18,6 @@ import contextlib
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import soundfile as sf
 import torch
 
