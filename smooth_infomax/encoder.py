@@ -11,13 +11,15 @@ from torch import nn
 
 from .config import EncoderConfig, preset
 from .geometry import FrameGeometry, module_geometries, output_lengths
-from .inference import FoldedCache, compute_dtype, mask_tail_, run_gru
+from .inference import FoldedCache, compute_dtype, default_sizes_s, mask_tail_, run_gru
 from .inputs import prepare_audio
 from .layers import EncoderModule, gaussian_sample, mask_frames
 from .outputs import Extraction, ModuleFeatures, ModuleTrainOutput
 
 
-EXTRACT_CHUNK_SAMPLES = 30 * 16000  # a single clip longer than this is computed in chunks of this size
+def extract_chunk_samples(device_type: str) -> int:
+    """``extract`` computes a single clip longer than this in chunks of this size (16 kHz samples)."""
+    return int(default_sizes_s(device_type)[0] * 16000)
 
 
 class SmoothInfoMaxEncoder(nn.Module):
@@ -214,11 +216,11 @@ class SmoothInfoMaxEncoder(nn.Module):
         return self._folded.get(self, compute_dtype(parameter), parameter.device)
 
     def _chunkable(self, waveform: torch.Tensor, layers) -> bool:
-        """One clip longer than ``EXTRACT_CHUNK_SAMPLES``, through modules that can be computed in chunks."""
+        """One clip longer than ``extract_chunk_samples``, through modules that can be computed in chunks."""
         from .extraction.chunking import supports_chunking
 
         deepest = max(self.resolve_layers(layers))
-        return (waveform.shape[0] == 1 and waveform.shape[-1] > EXTRACT_CHUNK_SAMPLES
+        return (waveform.shape[0] == 1 and waveform.shape[-1] > extract_chunk_samples(waveform.device.type)
                 and supports_chunking(self.config, deepest))
 
     def _chunked_features(self, waveform, layers, sample, generator, logvar) -> list[ModuleFeatures]:
@@ -228,7 +230,8 @@ class SmoothInfoMaxEncoder(nn.Module):
 
         wanted = self.resolve_layers(layers)
         parts: dict[int, list] = {m: [] for m in wanted}
-        for rows in iter_chunks(self, waveform, wanted, EXTRACT_CHUNK_SAMPLES, logvar=logvar or sample):
+        chunk_samples = extract_chunk_samples(waveform.device.type)
+        for rows in iter_chunks(self, waveform, wanted, chunk_samples, logvar=logvar or sample):
             for m, frame_rows in rows.items():
                 parts[m].append(frame_rows)
         lengths = output_lengths(self.config, torch.tensor([waveform.shape[0]]))

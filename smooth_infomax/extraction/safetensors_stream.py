@@ -33,6 +33,7 @@ class SafetensorsStream:
         raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
         raw += b" " * (-len(raw) % 8)
         self._data_start = 8 + len(raw)
+        self._written: list[tuple[int, int]] = []  # the last range written, to evict once written back
         self._file = open(path, "wb")  # noqa: SIM115 -- closed in close()
         self._file.write(struct.pack("<Q", len(raw)) + raw)
         self._file.truncate(self._data_start + offset)
@@ -40,11 +41,29 @@ class SafetensorsStream:
     def write_rows(self, key: str, start_row: int, rows: np.ndarray) -> None:
         """Write ``rows (n, dim)`` into tensor ``key`` starting at row ``start_row``."""
         offset, row_bytes, dtype = self._offsets[key]
-        self._file.seek(self._data_start + offset + start_row * row_bytes)
-        self._file.write(np.ascontiguousarray(rows, dtype=dtype).tobytes())
+        position = self._data_start + offset + start_row * row_bytes
+        data = memoryview(np.ascontiguousarray(rows, dtype=dtype)).cast("B")  # written without a bytes copy
+        self._file.seek(position)
+        self._file.write(data)
+        self._file.flush()
+        self._written.append((position, len(data)))
+        _drop_from_cache(self._file.fileno(), self._written[-1:])  # starts writing these pages back
+        _drop_from_cache(self._file.fileno(), self._written[:-1])  # drops earlier ones written back since
+        self._written = self._written[-1:]
 
     def close(self, sync: bool = True) -> None:
         self._file.flush()
         if sync:
             os.fsync(self._file.fileno())
+            _drop_from_cache(self._file.fileno(), [(0, 0)])
         self._file.close()
+
+
+def _drop_from_cache(fd: int, ranges: list[tuple[int, int]]) -> None:
+    """Ask the OS to write back and then evict these ``(offset, length)`` byte ranges of ``fd`` from its page
+    cache (length 0: to the end). Features are written once and not read back, so the pages are recycled for
+    the next writes instead of growing the cache (and on VMs that hand freed memory back to the host, fresh
+    pages are expensive). A no-op where ``posix_fadvise`` does not exist."""
+    if hasattr(os, "posix_fadvise"):
+        for offset, length in ranges:
+            os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)

@@ -49,12 +49,12 @@ def naive_features(encoder: SmoothInfoMaxEncoder, wav: torch.Tensor) -> list[tor
     return outputs
 
 
-def length_batches(lengths: list[int], batch_samples: int, alone_over: int) -> list[list[int]]:
-    """Indices sorted by length, packed so ``count * longest <= batch_samples``; files over ``alone_over`` alone."""
+def length_batches(lengths: list[int], batch_samples: int) -> list[list[int]]:
+    """Indices sorted by length, packed so ``count * longest <= batch_samples`` (a longer file alone)."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     batches, current = [], []
     for i in order:
-        if current and (lengths[i] > alone_over or (len(current) + 1) * lengths[i] > batch_samples):
+        if current and (len(current) + 1) * lengths[i] > batch_samples:
             batches.append(current)
             current = []
         current.append(i)
@@ -72,7 +72,7 @@ def run_naive(encoder, wavs, bf16: bool) -> list[list[torch.Tensor]]:
 
 def run_extract(encoder, wavs, bf16: bool, batch_seconds: float) -> list[list[torch.Tensor]]:
     outputs: list = [None] * len(wavs)
-    batches = length_batches([len(w) for w in wavs], int(batch_seconds * SAMPLE_RATE), 30 * SAMPLE_RATE)
+    batches = length_batches([len(w) for w in wavs], int(batch_seconds * SAMPLE_RATE))
     for batch in batches:
         with autocast(bf16):
             extraction = encoder.extract([wavs[i] for i in batch])
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--files", type=int, default=24, help="files of 1-30 s")
     parser.add_argument("--max-file-s", type=float, default=30.0, help="longest of the short files")
     parser.add_argument("--long-s", type=float, default=600.0, help="duration of the one long file (0: none)")
-    parser.add_argument("--batch-seconds", type=float, default=60.0)
+    parser.add_argument("--batch-seconds", type=float, default=16.0, help="padded audio per extract call")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--corpus", type=Path, default=None, help="folder for the FLAC files (default: temporary)")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
