@@ -63,12 +63,10 @@ def _parsed(parser):
               help="Stored dtype.")
 @click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="safetensors", show_default=True,
               help="Output format (npz is written without pickle).")
-@click.option("--chunk-seconds", type=click.FloatRange(min=0.01), default=None,
-              help="Files longer than this are processed in chunks of this length (bounded memory, same result). "
-              "[default: 8 on CPU, 30 on GPU]")
-@click.option("--batch-seconds", type=click.FloatRange(min=0.01), default=None,
-              help="Padded audio per batch; files of similar length are batched together. "
-              "[default: 16 on CPU, 60 on GPU]")
+@click.option("--chunk-seconds", type=click.FloatRange(min=0.01), default=30.0, show_default=True,
+              help="Files longer than this are processed in chunks of this length (bounded memory, same result).")
+@click.option("--batch-seconds", type=click.FloatRange(min=0.01), default=60.0, show_default=True,
+              help="Padded audio per batch; files of similar length are batched together.")
 @click.option("--num-workers", type=click.IntRange(min=0), default=_DEFAULT_WORKERS, show_default=True,
               help="DataLoader workers decoding and resampling (0: in the main process).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")

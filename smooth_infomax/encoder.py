@@ -15,6 +15,7 @@ from .inference import FoldedCache, compute_dtype, default_sizes_s, mask_tail_, 
 from .inputs import prepare_audio
 from .layers import EncoderModule, gaussian_sample, mask_frames
 from .outputs import Extraction, ModuleFeatures, ModuleTrainOutput
+from .pieces import conv_modules_in_pieces
 
 
 def extract_chunk_samples(device_type: str) -> int:
@@ -243,17 +244,28 @@ class SmoothInfoMaxEncoder(nn.Module):
         return features
 
     def _folded_features(self, waveform, lengths, layers, sample, generator, logvar) -> list[ModuleFeatures]:
-        """``forward_features`` for an encoder whose BatchNorms are in eval mode, through ``inference.py``."""
+        """``forward_features`` for an encoder whose BatchNorms are in eval mode, through ``inference.py``; a
+        batch larger than a piece (``default_sizes_s``) runs its conv modules in pieces (``pieces.py``)."""
         wanted = self.resolve_layers(layers)
         parameter = next(self.parameters())
         folded = self.inference_modules()
         lengths = lengths.cpu()
         if waveform.shape[-1] < self._min_input_samples:
             waveform = nn.functional.pad(waveform, (0, self._min_input_samples - waveform.shape[-1]))
-        x = (waveform * self.config.input_gain + self.config.input_offset).to(compute_dtype(parameter))
-        x = mask_tail_(x.unsqueeze(-1), lengths)  # (batch, samples, 1)
-        features = []
+        features, first = [], 0
+        convs = self._leading_conv_modules(max(wanted))
+        piece_samples = int(default_sizes_s(waveform.device.type)[1] * self.sample_rate)
+        if waveform.shape[0] > 1 and waveform.numel() > piece_samples and convs:
+            parts = conv_modules_in_pieces(self, waveform, lengths, convs, logvar or sample, piece_samples)
+            features = [self._features(p.index, p.mean, p.logvar, p.lengths, sample, generator, channels_last=True)
+                        for p in parts if p.index in wanted]
+            x, lengths, first = parts[-1].mean, parts[-1].lengths, len(parts)
+        else:
+            x = (waveform * self.config.input_gain + self.config.input_offset).to(compute_dtype(parameter))
+            x = mask_tail_(x.unsqueeze(-1), lengths)  # (batch, samples, 1)
         for index, stage in enumerate(self.stages[: max(wanted) + 1]):
+            if index < first:
+                continue
             mean, variance = x, None
             if stage.convs:
                 mean, variance, lengths = folded[index].encode(x, lengths, want_logvar=logvar or sample)
@@ -263,6 +275,15 @@ class SmoothInfoMaxEncoder(nn.Module):
                 features.append(self._features(index, mean, variance, lengths, sample, generator, channels_last=True))
             x = mean
         return features
+
+    def _leading_conv_modules(self, deepest: int) -> list[int]:
+        """Modules ``0 .. k`` (``k <= deepest``) that have convs and no GRU: those a batch can compute in pieces."""
+        leading = []
+        for index, stage in enumerate(self.stages[: deepest + 1]):
+            if not stage.convs or stage.gru is not None:
+                break
+            leading.append(index)
+        return leading
 
     def _features(self, index, mean, logvar, lengths, sample, generator, channels_last=False) -> ModuleFeatures:
         if not channels_last:

@@ -153,10 +153,11 @@ class FoldedCache:
 
 
 def default_sizes_s(device_type: str) -> tuple[float, float]:
-    """Default ``(chunk_seconds, batch_seconds)`` on a device type: how much audio one call computes at once.
+    """How much audio the conv modules compute at once on a device type: ``(chunk_seconds, piece_seconds)``, the
+    chunks of one long clip and the pieces of padded audio a large batch is split into (``pieces.py``).
 
     On a CPU, small pieces keep each layer's activations in the caches and under glibc's mmap threshold (no
-    fresh page faults per call): 8 s chunks and 16 s batches extract 10-20 % faster than 30 s and 60 s
+    fresh page faults per call): 8 s chunks and 16 s pieces extract 10-20 % faster than 30 s and 60 s
     (docs/performance.md). A GPU wants large ones."""
     return (8.0, 16.0) if device_type == "cpu" else (30.0, 60.0)
 

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from smooth_infomax import SmoothInfoMaxEncoder
 from smooth_infomax.inference import FoldedConv, conv_channels_last
 from smooth_infomax.inputs import prepare_audio
+from smooth_infomax.pieces import conv_modules_in_pieces, piece_groups
 
 
 def trained_looking(name: str) -> SmoothInfoMaxEncoder:
@@ -116,3 +117,31 @@ def test_a_long_clip_is_computed_in_chunks_and_equals_the_whole_pass(monkeypatch
         assert torch.allclose(got.sample, want.sample, atol=1e-5)
         if want.logvar is not None:
             assert torch.allclose(got.logvar, want.logvar, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["sim", "gim_sim_repo", "gim"])  # cpc: its only conv module ends in the GRU
+def test_a_large_batch_computed_in_pieces_equals_the_whole_batch_pass(monkeypatch, name):
+    import smooth_infomax.encoder as encoder_module
+
+    encoder = trained_looking(name)
+    wavs = clips() + [0.1 * torch.randn(30000, generator=torch.Generator().manual_seed(4))]
+    whole = encoder.extract(wavs, sample=True, generator=torch.Generator().manual_seed(0))
+    # pieces of 20000 samples: the four short clips in three groups, the 30000-sample one alone in 8000-sample chunks
+    monkeypatch.setattr(encoder_module, "default_sizes_s", lambda device_type: (0.5, 1.25))
+    monkeypatch.setattr(encoder_module, "extract_chunk_samples", lambda device_type: 8000)
+    calls = []
+
+    def spy(*args):
+        calls.append(args)
+        return conv_modules_in_pieces(*args)
+
+    monkeypatch.setattr(encoder_module, "conv_modules_in_pieces", spy)
+    pieced = encoder.extract(wavs, sample=True, generator=torch.Generator().manual_seed(0))
+    assert len(calls) == 1
+    for got, want in zip(pieced, whole, strict=True):
+        assert got.mean.shape == want.mean.shape and torch.equal(got.lengths, want.lengths)
+        assert torch.allclose(got.mean, want.mean, atol=1e-5)
+        assert torch.allclose(got.sample, want.sample, atol=1e-5)
+        if want.logvar is not None:
+            assert torch.allclose(got.logvar, want.logvar, atol=1e-5)
+    assert piece_groups([5, 1, 9, 3, 2], 6) == [[1, 4], [3], [0], [2]]

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping, Sequence
 import torch
 
 from ..audio import SAMPLE_RATE
-from ..encoder import SmoothInfoMaxEncoder
+from ..encoder import SmoothInfoMaxEncoder, extract_chunk_samples
 from .chunking import FrameRows, iter_chunks, supports_chunking
 
 
@@ -84,8 +84,11 @@ def long_rows(
     encoder: SmoothInfoMaxEncoder, waveform: torch.Tensor, modules: Sequence[int], chunk_samples: int, bf16: bool,
     logvar: bool = True,
 ) -> Iterator[dict[int, FrameRows]]:
-    """Rows of one long file, chunk by chunk (a single whole-file pass if the architecture cannot be chunked)."""
+    """Rows of one long file, chunk by chunk (a single whole-file pass if the architecture cannot be chunked).
+    A chunk is computed at most ``extract_chunk_samples`` at a time (8 s on a CPU, where larger pieces run slower)."""
     if supports_chunking(encoder.config, max(modules)):
-        yield from iter_chunks(encoder, waveform, modules, chunk_samples, torch.bfloat16 if bf16 else None, logvar)
+        device_type = next(encoder.parameters()).device.type
+        compute_samples = min(chunk_samples, extract_chunk_samples(device_type))
+        yield from iter_chunks(encoder, waveform, modules, compute_samples, torch.bfloat16 if bf16 else None, logvar)
     else:
         yield from batch_rows(encoder, [waveform], modules, bf16, logvar)

@@ -18,7 +18,7 @@ from .metadata import RunContext
 from .paths import OutputTree, leftover_target
 from .plan import Plan, WorkItem, failure_for, make_plan
 from .report import Progress, RunSummary, dry_run_lines, estimate_bytes
-from .settings import DEFAULT_MODEL, FeatureSettings, RunOptions, Shard, default_sizes_s
+from .settings import DEFAULT_MODEL, FeatureSettings, RunOptions, Shard
 from .store import output_size_bytes, write_output
 from .writers import remove_path
 
@@ -88,9 +88,8 @@ def run(options: RunOptions, echo: Callable[[str], None] = print) -> RunSummary:
 
 def _execute(todo: list[WorkItem], context: RunContext, options: RunOptions, log: RunLog, summary: RunSummary,
              too_short) -> None:
-    chunk_s, batch_s = default_sizes_s(next(context.encoder.parameters()).device.type)
-    chunk_samples = max(1, int((options.chunk_seconds or chunk_s) * SAMPLE_RATE))
-    batches = length_batches(todo, int((options.batch_seconds or batch_s) * SAMPLE_RATE), chunk_samples)
+    chunk_samples = max(1, int(options.chunk_seconds * SAMPLE_RATE))
+    batches = length_batches(todo, int(options.batch_seconds * SAMPLE_RATE), chunk_samples)
     tree = OutputTree(options.out_dir)
     progress = Progress(len(todo), sum(i.info.duration_s for i in todo), options.quiet)
 

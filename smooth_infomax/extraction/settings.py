@@ -10,8 +10,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..inference import default_sizes_s  # noqa: F401 -- re-exported for the runner
-
 WHAT_CHOICES = ("mean", "logvar", "sample")
 STORE_DTYPES = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2")}
 FORMATS = ("safetensors", "npz", "npy")
@@ -70,8 +68,8 @@ class RunOptions:
     what: tuple[str, ...] = ("mean",)
     dtype: str = "float32"
     fmt: str = "safetensors"
-    chunk_seconds: float | None = None  # None: ``default_sizes_s`` of the device
-    batch_seconds: float | None = None
+    chunk_seconds: float = 30.0
+    batch_seconds: float = 60.0
     num_workers: int = 0
     device: str = "auto"
     bf16: bool = False

@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--files", type=int, default=24, help="files of 1-30 s")
     parser.add_argument("--max-file-s", type=float, default=30.0, help="longest of the short files")
     parser.add_argument("--long-s", type=float, default=600.0, help="duration of the one long file (0: none)")
-    parser.add_argument("--batch-seconds", type=float, default=16.0, help="padded audio per extract call")
+    parser.add_argument("--batch-seconds", type=float, default=60.0, help="padded audio per extract call")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--corpus", type=Path, default=None, help="folder for the FLAC files (default: temporary)")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
