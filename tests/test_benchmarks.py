@@ -1,6 +1,6 @@
 """The benchmark scripts run end to end at toy sizes and their paths agree (speed is not asserted here)."""
 
-from training.benchmarks import extraction, memory, training_step
+from training.benchmarks import extraction, gpu, memory, training_step
 
 
 def test_extraction_paths_agree_with_the_naive_loop(tmp_path):
@@ -23,3 +23,16 @@ def test_memory_benchmark_measures_a_real_run():
     result = memory.main(["--hours", "0.002"])
     assert 100 * 2**20 < result["peak_process_rss_bytes"]
     assert result["peak_tree_pss_bytes"] > 0 and result["output_bytes"] > 0
+
+
+def test_the_prepared_gpu_script_runs_on_the_cpu(tmp_path):
+    result = gpu.main(["--device", "cpu", "--files", "2", "--max-file-s", "2", "--long-s", "3", "--dtypes",
+                       "float32,bfloat16", "--matmul-size", "256", "--presets", "gim", "--batch", "2", "--steps", "1",
+                       "--out", str(tmp_path / "g.json")])
+    rows = {(r["path"], r["dtype"]): r for r in result["extraction"]}
+    assert set(rows) == {("naive", "float32"), ("extract", "float32"), ("extract", "bfloat16")}
+    assert rows["extract", "float32"]["max_abs_diff"] < 1e-4
+    assert 0 < rows["extract", "bfloat16"]["relative_error"] < 1e-2
+    [step] = result["training_bf16"]
+    assert abs(step["loss"] - step["loop_loss"]) < 1e-2 * abs(step["loss"])
+    assert set(result["matmul_gflops"]) == {"float32", "bfloat16"} and (tmp_path / "g.json").exists()

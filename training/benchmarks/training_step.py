@@ -30,8 +30,8 @@ def loop_nce(*args) -> InfoNCEResult:
     return InfoNCEResult(info_nce_loop(*args), torch.tensor(float("nan")))
 
 
-def autocast(bf16: bool):
-    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+def autocast(device: torch.device, bf16: bool):
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
 
 def step_seconds(objective: GreedyObjective, waveform: torch.Tensor, steps: int, bf16: bool = False
@@ -42,7 +42,7 @@ def step_seconds(objective: GreedyObjective, waveform: torch.Tensor, steps: int,
 
     def one_step() -> None:
         generators = Generators.seeded(0, waveform.device)
-        with autocast(bf16):
+        with autocast(waveform.device, bf16):
             loss, _ = objective(waveform, generators)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -57,7 +57,7 @@ def step_seconds(objective: GreedyObjective, waveform: torch.Tensor, steps: int,
 def loss_only_seconds(objective: GreedyObjective, waveform: torch.Tensor, steps: int, bf16: bool = False) -> float:
     """Seconds per forward and backward of the InfoNCE losses alone, on features computed once."""
     generators = Generators.seeded(0, waveform.device)
-    with torch.no_grad(), autocast(bf16):
+    with torch.no_grad(), autocast(waveform.device, bf16):
         outputs = objective.encoder(waveform, generator=generators.noise)
     features = [(o.context.detach().requires_grad_(), o.target.detach()) for o in outputs]
     loss_config = objective.config.loss
@@ -65,7 +65,7 @@ def loss_only_seconds(objective: GreedyObjective, waveform: torch.Tensor, steps:
     def one_pass() -> None:
         draws = Generators.seeded(0, waveform.device).draws
         total = 0.0
-        with autocast(bf16):
+        with autocast(waveform.device, bf16):
             for (context, target), predictor in zip(features, objective.predictors.layers):
                 batch, frames, _ = target.shape
                 sampled = draw_infonce(batch, frames, loss_config.positive_window_frames, loss_config.negatives,
