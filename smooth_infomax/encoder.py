@@ -157,6 +157,8 @@ class SmoothInfoMaxEncoder(nn.Module):
                 ``None`` in every module's features.
 
         Runs in the dtype of ``torch.autocast`` when it is on (e.g. bfloat16 on CPU), else in the model's dtype.
+        Any batch size is fine: a long clip is computed in exact chunks and a large batch in pieces (8 s and 16 s
+        on a CPU, 30 s and 60 s on a GPU; ``pieces.py``), which keeps the activations small.
 
         Returns:
             An ``Extraction``: for each requested module ``mean``/``logvar``/``sample`` ``(batch, frames, dim)``,
