@@ -8,6 +8,7 @@ first and rows are written at their offsets as they are computed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
@@ -33,7 +34,7 @@ class SafetensorsStream:
         raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
         raw += b" " * (-len(raw) % 8)
         self._data_start = 8 + len(raw)
-        self._written: list[tuple[int, int]] = []  # the last range written, to evict once written back
+        self._previous: tuple[int, int] | None = None  # (offset, length) of the last rows written
         self._file = open(path, "wb")  # noqa: SIM115 -- closed in close()
         self._file.write(struct.pack("<Q", len(raw)) + raw)
         self._file.truncate(self._data_start + offset)
@@ -46,24 +47,25 @@ class SafetensorsStream:
         self._file.seek(position)
         self._file.write(data)
         self._file.flush()
-        self._written.append((position, len(data)))
-        _drop_from_cache(self._file.fileno(), self._written[-1:])  # starts writing these pages back
-        _drop_from_cache(self._file.fileno(), self._written[:-1])  # drops earlier ones written back since
-        self._written = self._written[-1:]
+        _evict(self._file.fileno(), position, len(data))  # starts writing these pages back
+        if self._previous is not None:
+            _evict(self._file.fileno(), *self._previous)  # drops the previous rows, on disk by now
+        self._previous = (position, len(data))
 
     def close(self, sync: bool = True) -> None:
         self._file.flush()
         if sync:
             os.fsync(self._file.fileno())
-            _drop_from_cache(self._file.fileno(), [(0, 0)])
+            _evict(self._file.fileno(), 0, 0)
         self._file.close()
 
 
-def _drop_from_cache(fd: int, ranges: list[tuple[int, int]]) -> None:
-    """Ask the OS to write back and then evict these ``(offset, length)`` byte ranges of ``fd`` from its page
-    cache (length 0: to the end). Features are written once and not read back, so the pages are recycled for
-    the next writes instead of growing the cache (and on VMs that hand freed memory back to the host, fresh
-    pages are expensive). A no-op where ``posix_fadvise`` does not exist."""
+def _evict(fd: int, offset: int, length: int) -> None:
+    """Ask the OS to write back and evict bytes ``[offset, offset + length)`` of ``fd`` from its page cache
+    (length 0: to the end; pages still being written back stay). Features are written once and not read back,
+    so their pages are recycled for the next writes instead of growing the cache; on VMs that hand freed memory
+    back to the host, never-used pages are expensive (docs/performance.md). Best effort: a no-op where
+    ``posix_fadvise`` does not exist or the file system refuses it."""
     if hasattr(os, "posix_fadvise"):
-        for offset, length in ranges:
+        with contextlib.suppress(OSError):
             os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
