@@ -102,6 +102,16 @@ def test_channels_last_conv_equals_conv1d(channels, kernel, stride, padding):
     assert torch.allclose(got.transpose(1, 2), F.conv1d(x, weight, bias, stride, padding), atol=1e-5)
 
 
+def assert_same_features(got_extraction, want_extraction) -> None:
+    """Means, samples and log-variances of every module equal to float32 rounding; same lengths and shapes."""
+    for got, want in zip(got_extraction, want_extraction, strict=True):
+        assert got.mean.shape == want.mean.shape and torch.equal(got.lengths, want.lengths)
+        assert torch.allclose(got.mean, want.mean, atol=1e-5)
+        assert torch.allclose(got.sample, want.sample, atol=1e-5)
+        if want.logvar is not None:
+            assert torch.allclose(got.logvar, want.logvar, atol=1e-5)
+
+
 def test_a_long_clip_is_computed_in_chunks_and_equals_the_whole_pass(monkeypatch):
     import smooth_infomax.encoder as encoder_module
 
@@ -111,12 +121,7 @@ def test_a_long_clip_is_computed_in_chunks_and_equals_the_whole_pass(monkeypatch
     monkeypatch.setattr(encoder_module, "extract_chunk_samples", lambda device_type: 4000)
     assert encoder._chunkable(wav[None], None)
     chunked = encoder.extract(wav, sample=True, generator=torch.Generator().manual_seed(0))
-    for got, want in zip(chunked, whole, strict=True):
-        assert got.mean.shape == want.mean.shape and torch.equal(got.lengths, want.lengths)
-        assert torch.allclose(got.mean, want.mean, atol=1e-5)
-        assert torch.allclose(got.sample, want.sample, atol=1e-5)
-        if want.logvar is not None:
-            assert torch.allclose(got.logvar, want.logvar, atol=1e-5)
+    assert_same_features(chunked, whole)
 
 
 @pytest.mark.parametrize("name", ["sim", "gim_sim_repo", "gim"])  # cpc: its only conv module ends in the GRU
@@ -138,10 +143,5 @@ def test_a_large_batch_computed_in_pieces_equals_the_whole_batch_pass(monkeypatc
     monkeypatch.setattr(encoder_module, "conv_modules_in_pieces", spy)
     pieced = encoder.extract(wavs, sample=True, generator=torch.Generator().manual_seed(0))
     assert len(calls) == 1
-    for got, want in zip(pieced, whole, strict=True):
-        assert got.mean.shape == want.mean.shape and torch.equal(got.lengths, want.lengths)
-        assert torch.allclose(got.mean, want.mean, atol=1e-5)
-        assert torch.allclose(got.sample, want.sample, atol=1e-5)
-        if want.logvar is not None:
-            assert torch.allclose(got.logvar, want.logvar, atol=1e-5)
+    assert_same_features(pieced, whole)
     assert piece_groups([5, 1, 9, 3, 2], 6) == [[1, 4], [3], [0], [2]]
