@@ -24,6 +24,7 @@ import torch
 from smooth_infomax import SmoothInfoMaxEncoder
 from smooth_infomax.cli import main as sim_extract
 from smooth_infomax.extraction.readers import load_features
+from smooth_infomax.pieces import piece_groups
 from training.benchmarks.common import (SAMPLE_RATE, machine, matmul_rate_gflops, mixed_durations_s, print_table,
                                         timed, write_corpus, write_json)
 from training.benchmarks.flops import flops_per_audio_second
@@ -49,18 +50,6 @@ def naive_features(encoder: SmoothInfoMaxEncoder, wav: torch.Tensor) -> list[tor
     return outputs
 
 
-def length_batches(lengths: list[int], batch_samples: int) -> list[list[int]]:
-    """Indices sorted by length, packed so ``count * longest <= batch_samples`` (a longer file alone)."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    batches, current = [], []
-    for i in order:
-        if current and (len(current) + 1) * lengths[i] > batch_samples:
-            batches.append(current)
-            current = []
-        current.append(i)
-    return batches + [current] if current else batches
-
-
 def autocast(bf16: bool):
     return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
@@ -72,7 +61,7 @@ def run_naive(encoder, wavs, bf16: bool) -> list[list[torch.Tensor]]:
 
 def run_extract(encoder, wavs, bf16: bool, batch_seconds: float) -> list[list[torch.Tensor]]:
     outputs: list = [None] * len(wavs)
-    batches = length_batches([len(w) for w in wavs], int(batch_seconds * SAMPLE_RATE))
+    batches = piece_groups([len(w) for w in wavs], int(batch_seconds * SAMPLE_RATE))
     for batch in batches:
         with autocast(bf16):
             extraction = encoder.extract([wavs[i] for i in batch])

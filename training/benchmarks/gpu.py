@@ -25,8 +25,9 @@ import torch
 
 from smooth_infomax import SmoothInfoMaxEncoder
 from smooth_infomax.config import preset
+from smooth_infomax.pieces import piece_groups
 from training.benchmarks.common import SAMPLE_RATE, mixed_durations_s, print_table, speech_like, write_json
-from training.benchmarks.extraction import difference, length_batches, naive_features
+from training.benchmarks.extraction import difference, naive_features
 from training.benchmarks.flops import flops_per_audio_second
 from training.benchmarks.training_step import CROP_SAMPLES, loop_nce, step_seconds
 from training.objective import GreedyObjective
@@ -65,7 +66,7 @@ def run_extract(encoder, wavs, dtype: torch.dtype, batch_seconds: float) -> list
     """Per clip, per module ``(frames, dim)`` means on the CPU."""
     outputs: list = [None] * len(wavs)
     device = next(encoder.parameters()).device
-    for batch in length_batches([len(w) for w in wavs], int(batch_seconds * SAMPLE_RATE)):
+    for batch in piece_groups([len(w) for w in wavs], int(batch_seconds * SAMPLE_RATE)):
         with autocast(device, dtype):
             extraction = encoder.extract([wavs[i] for i in batch])
         for row, i in enumerate(batch):
