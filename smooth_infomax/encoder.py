@@ -213,8 +213,8 @@ class SmoothInfoMaxEncoder(nn.Module):
         return features
 
     def inference_modules(self) -> list:
-        """Per module, its ``inference.FoldedModule`` (``None`` without convs) for the current dtype: the
-        autocast dtype when autocast is on, else the model's. Needs every BatchNorm in eval mode."""
+        """Per module, its ``inference.FoldedModule`` for the current dtype: the autocast dtype when autocast
+        is on, else the model's. Needs every BatchNorm in eval mode."""
         parameter = next(self.parameters())
         return self._folded.get(self, compute_dtype(parameter), parameter.device)
 
@@ -272,7 +272,7 @@ class SmoothInfoMaxEncoder(nn.Module):
             if stage.convs:
                 mean, variance, lengths = folded[index].encode(x, lengths, want_logvar=logvar or sample)
             if stage.gru is not None:
-                mean, _ = run_gru(stage, mean, lengths)
+                mean, _ = run_gru(stage, mean, lengths, folded=folded[index])
             if index in wanted:
                 features.append(self._features(index, mean, variance, lengths, sample, generator, channels_last=True))
             x = mean

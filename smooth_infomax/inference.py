@@ -8,6 +8,9 @@ What it changes (each measured in docs/performance.md):
 - Frames past an item's length are zeroed only when the batch has such frames.
 - Weights are prepared once per dtype and device (e.g. bfloat16 under ``torch.autocast``) and reused until a
   parameter changes, instead of being cast on every call.
+- When the convs run in 16 bits on an x86 CPU, the GRU runs with float16 weights packed for fbgemm (inputs, state
+  and sums stay float32): 1.7x faster per time step than aten's float32 GRU, 2e-4 relative error, far below the
+  error bfloat16 convs already bring. Float32 extraction keeps the exact float32 GRU.
 
 Activations are channels-last ``(batch, frames, dim)``, the layout of the outputs, and every conv runs as a
 channels-last conv2d of height 1 (oneDNN's fastest layout); lengths stay on the CPU (no device syncs).
@@ -61,13 +64,45 @@ def conv_channels_last(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
 
 
 @dataclass(frozen=True)
+class HalfWeightGRU:
+    """A one-layer, batch-first GRU whose weights are float16 matrices packed for fbgemm's GEMM; inputs, state and
+    sums stay float32, so the only error is the weights' rounding (about 2e-4 relative)."""
+
+    cell_params: object  # torch.ScriptObject made by quantized::make_quantized_cell_params_fp16
+    hidden_size: int
+
+    @classmethod
+    def of(cls, gru: torch.nn.GRU) -> HalfWeightGRU:
+        pack = torch.ops.quantized.linear_prepack_fp16
+        weights = [getattr(gru, f"{name}_l0").detach().float().cpu() for name in ("weight_ih", "bias_ih",
+                                                                                   "weight_hh", "bias_hh")]
+        params = torch.ops.quantized.make_quantized_cell_params_fp16(pack(*weights[:2]), pack(*weights[2:]))
+        return cls(params, gru.hidden_size)
+
+    def __call__(self, x: torch.Tensor, state: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """As ``nn.GRU``: ``x (batch, frames, dim)`` float32 -> ``(batch, frames, hidden)``, state ``(1, batch,
+        hidden)``."""
+        if state is None:
+            state = x.new_zeros(1, x.shape[0], self.hidden_size)
+        return torch.quantized_gru(x, state, [self.cell_params], True, 1, 0.0, False, False, True)
+
+
+def half_weight_gru_applies(dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether inference in ``dtype`` on ``device`` runs its GRUs as ``HalfWeightGRU``: 16-bit compute on a CPU
+    whose quantized engine is fbgemm's (x86)."""
+    return (dtype in (torch.bfloat16, torch.float16) and device.type == "cpu"
+            and torch.backends.quantized.engine in ("x86", "fbgemm"))
+
+
+@dataclass(frozen=True)
 class FoldedModule:
-    """The conv part of one ``EncoderModule`` ready for inference: folded convs and the 1x1 heads, each weight
-    ``(dim, dim, 1, 1)`` channels-last (``None`` when absent)."""
+    """One ``EncoderModule`` ready for inference: folded convs and the 1x1 heads, each weight ``(dim, dim, 1, 1)``
+    channels-last (``None`` when absent), and the GRU to run in place of the module's own (``None``: its own)."""
 
     convs: tuple[tuple[FoldedConv, object], ...]  # (conv, its ConvLayerConfig)
     mean_head: tuple[torch.Tensor, torch.Tensor] | None  # (weight, bias)
     logvar_head: tuple[torch.Tensor, torch.Tensor] | None
+    gru: HalfWeightGRU | None = None
 
     def encode(
         self, x: torch.Tensor, lengths: torch.Tensor, want_logvar: bool = True
@@ -118,18 +153,26 @@ def fold_module(stage: EncoderModule, dtype: torch.dtype, device: torch.device) 
     head = stage.head
     as_head = lambda conv: None if conv is None else (  # noqa: E731
         _as_2d(conv.weight.detach(), dtype, device), conv.bias.detach().to(device, dtype))
+    gru = None
+    if stage.gru is not None and half_weight_gru_applies(dtype, device):
+        gru = HalfWeightGRU.of(stage.gru)
     if head is None:
-        return FoldedModule(convs, None, None)
-    return FoldedModule(convs, as_head(head.mean), as_head(head.logvar))
+        return FoldedModule(convs, None, None, gru)
+    return FoldedModule(convs, as_head(head.mean), as_head(head.logvar), gru)
 
 
-def run_gru(stage: EncoderModule, x: torch.Tensor, lengths: torch.Tensor, state: torch.Tensor | None = None
-            ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The module's GRU over ``x (batch, frames, dim)`` in the GRU's own dtype, autocast off (under autocast
-    every time step would cast the weights again, 2.5x slower): ``(batch, frames, hidden)`` (masked) and the last
-    state ``(1, batch, hidden)``."""
+def run_gru(stage: EncoderModule, x: torch.Tensor, lengths: torch.Tensor, state: torch.Tensor | None = None,
+            folded: FoldedModule | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The module's GRU over ``x (batch, frames, dim)``, autocast off (under autocast every time step would cast
+    the weights again, 2.5x slower): ``folded.gru`` when the folded module has one, else the module's own GRU in
+    its own dtype. Returns ``(batch, frames, hidden)`` (masked) and the last state ``(1, batch, hidden)``."""
+    dtype = stage.gru.weight_hh_l0.dtype
     with torch.autocast(x.device.type, enabled=False):
-        out, state = stage.gru(x.to(stage.gru.weight_hh_l0.dtype), state)
+        if folded is not None and folded.gru is not None:
+            out, state = folded.gru(x.float(), None if state is None else state.float())
+            out, state = out.to(dtype), state.to(dtype)
+        else:
+            out, state = stage.gru(x.to(dtype), state)
     return mask_tail_(out, lengths), state
 
 
@@ -140,13 +183,13 @@ class FoldedCache:
         self._entries: dict[tuple, tuple[tuple, list[FoldedModule | None]]] = {}
 
     def get(self, encoder, dtype: torch.dtype, device: torch.device) -> list[FoldedModule | None]:
-        """One entry per module (``None`` for modules without convs)."""
+        """One ``FoldedModule`` per module."""
         tensors = list(encoder.parameters()) + list(encoder.buffers())
         version = tuple((t.data_ptr(), t._version) for t in tensors)
         key = (dtype, str(device))
         cached = self._entries.get(key)
         if cached is None or cached[0] != version:
-            folded = [fold_module(stage, dtype, device) if stage.convs else None for stage in encoder.stages]
+            folded = [fold_module(stage, dtype, device) for stage in encoder.stages]
             self._entries = {k: v for k, v in self._entries.items() if v[0] == version}
             self._entries[key] = (version, folded)
         return self._entries[key][1]

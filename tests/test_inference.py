@@ -1,11 +1,13 @@
 """The folded inference path (smooth_infomax/inference.py) against the modules' own forward pass."""
 
+import platform
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from smooth_infomax import SmoothInfoMaxEncoder
-from smooth_infomax.inference import FoldedConv, conv_channels_last
+from smooth_infomax.inference import FoldedConv, HalfWeightGRU, conv_channels_last, half_weight_gru_applies
 from smooth_infomax.inputs import prepare_audio
 from smooth_infomax.pieces import conv_modules_in_pieces, piece_groups
 
@@ -60,6 +62,33 @@ def test_bfloat16_autocast_is_close_and_skipping_logvar_keeps_means():
         assert 0 < error < 1e-2
     means_only = encoder.extract(wavs, logvar=False)
     assert all(torch.equal(a.mean, b.mean) for a, b in zip(means_only, reference))
+
+
+def test_half_weight_gru_is_close_to_the_float32_gru_and_carries_its_state():
+    torch.manual_seed(0)
+    gru = torch.nn.GRU(64, 32, batch_first=True)
+    x = torch.randn(3, 50, 64)
+    with torch.no_grad():
+        want, want_state = gru(x)
+    half = HalfWeightGRU.of(gru)
+    got, state = half(x, None)
+    assert 0 < (got - want).norm() / want.norm() < 1e-3
+    assert (state - want_state).abs().max() < 1e-3
+    first, middle = half(x[:, :20], None)
+    second, end = half(x[:, 20:], middle)
+    torch.testing.assert_close(torch.cat([first, second], dim=1), got)
+    torch.testing.assert_close(end, state)
+
+
+def test_16_bit_extraction_on_x86_runs_the_gru_with_half_weights():
+    encoder = trained_looking("sim")
+    cpu = torch.device("cpu")
+    assert half_weight_gru_applies(torch.bfloat16, cpu) == (platform.machine().lower() in ("x86_64", "amd64"))
+    assert not half_weight_gru_applies(torch.float32, cpu)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = encoder.inference_modules()
+    assert (low[-1].gru is not None) == half_weight_gru_applies(torch.bfloat16, cpu)
+    assert encoder.inference_modules()[-1].gru is None  # float32 keeps the exact GRU
 
 
 def test_folded_weights_follow_parameter_changes():

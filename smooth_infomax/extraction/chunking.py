@@ -126,7 +126,7 @@ def _run_window(encoder, waveform, window: ChunkWindow, modules: set[int], deepe
             rows = _kept(encoder, window, m, x, logvar, int(lengths[0]))
         if stage.gru is not None and rows.mean.shape[1] > 0:
             count = torch.tensor([rows.mean.shape[1]])
-            recurrent, states[m] = run_gru(stage, rows.mean, count, states.get(m))
+            recurrent, states[m] = run_gru(stage, rows.mean, count, states.get(m), folded[m])
             rows = FrameRows(rows.start_frame, recurrent, rows.logvar if stage.convs else None)
         elif not stage.convs:
             rows = FrameRows(rows.start_frame, rows.mean, None)
