@@ -1,6 +1,6 @@
 """Extraction throughput on a mixed-length corpus: a naive reference-style loop, ``extract`` and ``sim-extract``.
 
-    python -m training.benchmarks.extraction [--files 24] [--long-s 600] [--threads N] [--out FILE.json]
+    python -m training.benchmarks.extraction [--files 24] [--long-s 600] [--threads N] [--repeats R] [--out FILE.json]
 
 Paths, all on the same FLAC files (1-30 s plus one long file) and in one run:
 - naive: one file at a time, float32, the modules' layers called in Python under ``no_grad`` (as the authors'
@@ -9,12 +9,15 @@ Paths, all on the same FLAC files (1-30 s plus one long file) and in one run:
 - sim-extract: the CLI end to end (decode, compute, write safetensors), float32 and ``--bf16``.
 Outputs of every path are compared with the naive float32 ones (valid frames of every module). Each path's FLOPs
 per audio-second over the measured matmul rate of its dtype gives its share of the machine's ceiling.
+``--repeats R`` times every path R times, the paths taking turns, and reports the median (a shared or noisy
+machine drifts by 10-20 % within minutes; all times are in the JSON).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import statistics
 import tempfile
 from pathlib import Path
 
@@ -102,6 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--long-s", type=float, default=600.0, help="duration of the one long file (0: none)")
     parser.add_argument("--batch-seconds", type=float, default=60.0, help="padded audio per extract call")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--repeats", type=int, default=1, help="times each path, taking turns; medians reported")
     parser.add_argument("--corpus", type=Path, default=None, help="folder for the FLAC files (default: temporary)")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
@@ -126,21 +130,13 @@ def benchmark(args, paths: list[Path], scratch: Path) -> dict:
     print(f"{len(paths)} files, {audio_s / 60:.1f} min of audio; {machine()}")
     print(f"matmul GFLOP/s: float32 {ceilings['float32']:.0f}, bfloat16 {ceilings['bfloat16']:.0f}; "
           f"SIM GFLOP per audio-second: {flops['all heads'] / 1e9:.2f} ({flops['means only'] / 1e9:.2f} means only)")
-    seconds, reference = timed(lambda: run_naive(encoder, wavs, False))
-    rows = [_row("naive", "float32", seconds, audio_s, flops["all heads"], ceilings, (0.0, 0.0))]
-    for bf16 in (False, True):
-        dtype = "bfloat16" if bf16 else "float32"
-        if bf16:
-            seconds, outputs = timed(lambda: run_naive(encoder, wavs, True))
-            rows.append(_row("naive", dtype, seconds, audio_s, flops["all heads"], ceilings,
-                             difference(outputs, reference)))
-        seconds, outputs = timed(lambda: run_extract(encoder, wavs, bf16, args.batch_seconds))
-        rows.append(_row("extract", dtype, seconds, audio_s, flops["all heads"], ceilings,
-                         difference(outputs, reference)))
-        out_dir = scratch / f"features_{dtype}"
-        seconds, _ = timed(lambda: run_cli(args.model, paths[0].parent, out_dir, bf16))
-        rows.append(_row("sim-extract", dtype, seconds, audio_s, flops["means only"], ceilings,
-                         difference(read_cli(out_dir, paths, encoder.num_modules), reference)))
+    times, diffs = _time_paths(_jobs(args, encoder, wavs, paths, scratch), args.repeats)
+    rows = []
+    for (path, dtype), seconds in times.items():
+        flops_key = "means only" if path == "sim-extract" else "all heads"
+        rows.append(_row(path, dtype, statistics.median(seconds), audio_s, flops[flops_key], ceilings,
+                         diffs[path, dtype]))
+        rows[-1]["seconds_each"] = seconds
     naive_rate = rows[0]["audio_s_per_s"]
     for row in rows:
         row["speedup_vs_naive"] = row["audio_s_per_s"] / naive_rate
@@ -150,6 +146,40 @@ def benchmark(args, paths: list[Path], scratch: Path) -> dict:
                   f"{r['relative_error']:.1e}"] for r in rows])
     return {"machine": machine(), "files": len(paths), "audio_s": audio_s, "flops_per_audio_s": flops,
             "matmul_gflops": ceilings, "paths": rows}
+
+
+def _jobs(args, encoder, wavs, paths: list[Path], scratch: Path) -> dict:
+    """``(path, dtype) -> (run, read_back)``: ``run`` is timed and returns the outputs, or ``None`` when
+    ``read_back`` (untimed) reads them from disk."""
+    jobs = {}
+    for bf16 in (False, True):
+        dtype = "bfloat16" if bf16 else "float32"
+        out_dir = scratch / f"features_{dtype}"
+        jobs["naive", dtype] = (lambda bf16=bf16: run_naive(encoder, wavs, bf16), None)
+        jobs["extract", dtype] = (lambda bf16=bf16: run_extract(encoder, wavs, bf16, args.batch_seconds), None)
+        jobs["sim-extract", dtype] = (lambda bf16=bf16, out_dir=out_dir: run_cli(args.model, paths[0].parent,
+                                                                                out_dir, bf16),
+                                      lambda out_dir=out_dir: read_cli(out_dir, paths, encoder.num_modules))
+    return jobs
+
+
+def _time_paths(jobs: dict, repeats: int) -> tuple[dict, dict]:
+    """Seconds of every run of every job (naive float32 first, then the jobs taking turns ``repeats`` times), and
+    each job's ``difference`` from the naive float32 outputs (from its first run)."""
+    reference_key = ("naive", "float32")
+    seconds, reference = timed(jobs[reference_key][0])
+    times, diffs = {key: [] for key in jobs}, {reference_key: (0.0, 0.0)}
+    times[reference_key].append(seconds)
+    for repeat in range(repeats):
+        for key, (run, read_back) in jobs.items():
+            if repeat == 0 and key == reference_key:
+                continue
+            seconds, outputs = timed(run)
+            times[key].append(seconds)
+            if key not in diffs:
+                diffs[key] = difference(read_back() if read_back else outputs, reference)
+            del outputs
+    return times, diffs
 
 
 def _row(path, dtype, seconds, audio_s, flops, ceilings, diff) -> dict:

@@ -7,6 +7,10 @@ timed over ``steps`` steps after a warm-up, once with ``info_nce`` and once with
 losses must agree on the same draws. Also the InfoNCE losses alone (forward and backward on fixed features).
 Reports steps/s, audio-seconds/s and the ratios. ``--bf16`` runs every step under bfloat16 autocast (what
 training does on a GPU), so the conv stack, which dominates a float32 CPU step, costs less beside the losses.
+
+The floor is a step whose InfoNCE is cut down to what every formulation must compute, the predictor over the
+window: no formulation's step can be faster, so ``loop step / floor step`` bounds the speed-up any vectorised loss
+could reach for that preset.
 """
 
 from __future__ import annotations
@@ -28,6 +32,13 @@ CROP_SAMPLES = 20480
 def loop_nce(*args) -> InfoNCEResult:
     """``info_nce_loop`` with the result type of ``info_nce`` (accuracy is not computed: NaN)."""
     return InfoNCEResult(info_nce_loop(*args), torch.tensor(float("nan")))
+
+
+def predictor_only_nce(context, target, predictor, steps, window_frames, draws) -> InfoNCEResult:
+    """Not a loss: the predictor over the positive window, the largest cost every InfoNCE formulation shares
+    (scoring, negatives and softmax left out), reduced to a scalar so that it has a backward pass."""
+    window = context[:, draws.start: draws.start + window_frames]
+    return InfoNCEResult(predictor(window).mean(), torch.tensor(float("nan")))
 
 
 def autocast(device: torch.device, bf16: bool):
@@ -97,19 +108,25 @@ def main(argv: list[str] | None = None) -> dict:
         torch.manual_seed(0)
         vectorised = GreedyObjective(preset(name))
         loop = GreedyObjective(preset(name), nce=loop_nce)
+        floor = GreedyObjective(preset(name), nce=predictor_only_nce)
         loop.load_state_dict(vectorised.state_dict())
+        floor.load_state_dict(vectorised.state_dict())
         fast_s, fast_loss = step_seconds(vectorised, waveform, args.steps, args.bf16)
         slow_s, slow_loss = step_seconds(loop, waveform, args.steps, args.bf16)
+        floor_s, _ = step_seconds(floor, waveform, args.steps, args.bf16)
         fast_nce_s, slow_nce_s = (loss_only_seconds(o, waveform, args.steps, args.bf16) for o in (vectorised, loop))
         rows.append({"preset": name, "step_s": fast_s, "steps_per_s": 1 / fast_s, "audio_s_per_s": audio_s / fast_s,
-                     "loop_step_s": slow_s, "step_speedup": slow_s / fast_s, "loss": fast_loss,
+                     "loop_step_s": slow_s, "step_speedup": slow_s / fast_s, "floor_step_s": floor_s,
+                     "max_step_speedup": slow_s / floor_s, "loss": fast_loss,
                      "loop_loss": slow_loss, "nce_s": fast_nce_s, "loop_nce_s": slow_nce_s,
                      "nce_speedup": slow_nce_s / fast_nce_s})
     print(f"batch {args.batch} x {CROP_SAMPLES} samples, {'bfloat16 autocast' if args.bf16 else 'float32'}; "
           f"{machine()}")
-    print_table(["preset", "steps/s", "audio-s/s", "loop steps/s", "step x", "InfoNCE x", "loss", "loop loss"],
+    print_table(["preset", "steps/s", "audio-s/s", "loop steps/s", "step x", "floor steps/s", "max step x",
+                 "InfoNCE x", "loss", "loop loss"],
                 [[r["preset"], f"{r['steps_per_s']:.3f}", f"{r['audio_s_per_s']:.1f}", f"{1 / r['loop_step_s']:.3f}",
-                  f"{r['step_speedup']:.2f}", f"{r['nce_speedup']:.1f}", f"{r['loss']:.5f}", f"{r['loop_loss']:.5f}"]
+                  f"{r['step_speedup']:.2f}", f"{1 / r['floor_step_s']:.3f}", f"{r['max_step_speedup']:.2f}",
+                  f"{r['nce_speedup']:.1f}", f"{r['loss']:.5f}", f"{r['loop_loss']:.5f}"]
                  for r in rows])
     result = {"machine": machine(), "batch": args.batch, "crop_samples": CROP_SAMPLES,
               "dtype": "bfloat16" if args.bf16 else "float32", "presets": rows}
