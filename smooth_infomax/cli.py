@@ -16,7 +16,9 @@ import click
 
 from .extraction.settings import FORMATS, STORE_DTYPES, RunOptions, parse_modules, parse_shard, parse_what
 
-_DEFAULT_WORKERS = min(4, max(1, (os.cpu_count() or 2) // 2))
+# One decoding worker per four cores, at most four: decoding costs 1-2 % of the CPU compute, and on 2 cores a
+# forked worker only slows the main process (docs/performance.md).
+_DEFAULT_WORKERS = min(4, (os.cpu_count() or 2) // 4)
 
 
 class SetupFailure(click.ClickException):
