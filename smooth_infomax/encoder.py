@@ -228,22 +228,24 @@ class SmoothInfoMaxEncoder(nn.Module):
 
     def _chunked_features(self, waveform, layers, sample, generator, logvar) -> list[ModuleFeatures]:
         """``_folded_features`` of one long clip ``(samples,)``, computed chunk by chunk (exactly equal; the
-        activations of the first layers stay small instead of growing with the clip)."""
+        activations of the first layers stay small instead of growing with the clip). Each chunk's rows are copied
+        into the outputs as they come, so a chunk's memory is reused by the next."""
         from .extraction.chunking import iter_chunks
 
         wanted = self.resolve_layers(layers)
-        parts: dict[int, list] = {m: [] for m in wanted}
+        lengths = output_lengths(self.config, torch.tensor([waveform.shape[0]]))
+        outputs: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}  # module -> (mean, logvar) (1, frames, dim)
         chunk_samples = extract_chunk_samples(waveform.device.type)
         for rows in iter_chunks(self, waveform, wanted, chunk_samples, logvar=logvar or sample):
             for m, frame_rows in rows.items():
-                parts[m].append(frame_rows)
-        lengths = output_lengths(self.config, torch.tensor([waveform.shape[0]]))
-        features = []
-        for m in wanted:
-            mean = torch.cat([r.mean for r in parts[m]])[None]
-            variance = None if parts[m][0].logvar is None else torch.cat([r.logvar for r in parts[m]])[None]
-            features.append(self._features(m, mean, variance, lengths[m], sample, generator, channels_last=True))
-        return features
+                if m not in outputs:
+                    empty = lambda t: None if t is None else t.new_empty((1, int(lengths[m][0]), t.shape[1]))  # noqa: E731
+                    outputs[m] = (empty(frame_rows.mean), empty(frame_rows.logvar))
+                stop = frame_rows.start_frame + frame_rows.mean.shape[0]
+                for output, part in zip(outputs[m], (frame_rows.mean, frame_rows.logvar)):
+                    if output is not None:
+                        output[0, frame_rows.start_frame: stop] = part
+        return [self._features(m, *outputs[m], lengths[m], sample, generator, channels_last=True) for m in wanted]
 
     def _folded_features(self, waveform, lengths, layers, sample, generator, logvar) -> list[ModuleFeatures]:
         """``forward_features`` for an encoder whose BatchNorms are in eval mode, through ``inference.py``; a
