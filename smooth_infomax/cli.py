@@ -10,6 +10,7 @@ This module only parses options; the work is done by ``smooth_infomax.extraction
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import click
@@ -91,10 +92,13 @@ def main(ctx: click.Context, **kwargs) -> None:
     """
     from .extraction import SetupError, run
     from .extraction.report import summary_lines
+    from .inference import SlowDtypeWarning
 
     options = RunOptions(**kwargs)
     try:
-        summary = run(options, echo=lambda line: click.echo(line, err=line.startswith("warning")))
+        with warnings.catch_warnings():  # the run says it once, as a warning line
+            warnings.simplefilter("ignore", SlowDtypeWarning)
+            summary = run(options, echo=lambda line: click.echo(line, err=line.startswith("warning")))
     except SetupError as err:
         raise SetupFailure(str(err)) from None
     if not summary.dry_run:

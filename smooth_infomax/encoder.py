@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,7 +12,8 @@ from torch import nn
 
 from .config import EncoderConfig, preset
 from .geometry import FrameGeometry, module_geometries, output_lengths
-from .inference import FoldedCache, compute_dtype, default_sizes_s, mask_tail_, run_gru
+from .inference import (FoldedCache, SlowDtypeWarning, compute_dtype, default_sizes_s, mask_tail_, run_gru,
+                        slow_dtype_reason)
 from .inputs import prepare_audio
 from .layers import EncoderModule, gaussian_sample, mask_frames
 from .outputs import Extraction, ModuleFeatures, ModuleTrainOutput
@@ -156,7 +158,8 @@ class SmoothInfoMaxEncoder(nn.Module):
             logvar: ``False`` skips the log-variance heads (about a tenth of the compute); ``logvar`` is then
                 ``None`` in every module's features.
 
-        Runs in the dtype of ``torch.autocast`` when it is on (e.g. bfloat16 on CPU), else in the model's dtype.
+        Runs in the dtype of ``torch.autocast`` when it is on (e.g. bfloat16 on CPU), else in the model's dtype;
+        a ``SlowDtypeWarning`` says when that is a 16-bit dtype this CPU has no fast path for.
         Any batch size is fine: a long clip is computed in exact chunks and a large batch in pieces (8 s and 16 s
         on a CPU, 30 s and 60 s on a GPU; ``pieces.py``), which keeps the activations small.
 
@@ -165,6 +168,8 @@ class SmoothInfoMaxEncoder(nn.Module):
             valid frame ``lengths`` and frame geometry. Results for an item do not depend on the rest of the batch.
         """
         parameter = next(self.parameters())
+        if slow := slow_dtype_reason(compute_dtype(parameter), parameter.device):
+            warnings.warn(slow, SlowDtypeWarning, stacklevel=2)
         rate = self.sample_rate if sample_rate is None else sample_rate
         audio = prepare_audio(wav, rate, lengths, self.sample_rate, parameter.dtype, parameter.device)
         with torch.inference_mode():

@@ -212,3 +212,23 @@ def compute_dtype(parameter: torch.Tensor) -> torch.dtype:
     if torch.is_autocast_enabled(device_type):
         return torch.get_autocast_dtype(device_type)
     return parameter.dtype
+
+
+class SlowDtypeWarning(RuntimeWarning):
+    """Computing in a 16-bit dtype that this CPU has no native support for: slower than float32."""
+
+
+def slow_dtype_reason(dtype: torch.dtype, device: torch.device) -> str | None:
+    """Why computing in ``dtype`` on ``device`` would run slower than float32, or ``None``.
+
+    bfloat16 and float16 are fast on a CPU only where oneDNN finds native support (AVX-512 BF16 / AMX for
+    bfloat16, AVX-512 FP16 / AMX-FP16 for float16). Elsewhere PyTorch falls back to generic loops: bfloat16
+    extraction ran 3.5x slower than float32 on an AVX2 AMD EPYC (docs/performance.md)."""
+    if device.type != "cpu" or dtype not in (torch.bfloat16, torch.float16):
+        return None
+    check = {torch.bfloat16: "_is_mkldnn_bf16_supported", torch.float16: "_is_mkldnn_fp16_supported"}[dtype]
+    if torch.backends.mkldnn.is_available() and getattr(torch.ops.mkldnn, check)():
+        return None
+    return (f"this CPU has no native {str(dtype).removeprefix('torch.')} support (oneDNN finds no AVX-512 BF16/FP16 "
+            "or AMX): computing in it runs several times slower than float32 here")
+

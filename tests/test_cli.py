@@ -22,6 +22,7 @@ from smooth_infomax.extraction import load_features
 from smooth_infomax.extraction.logs import read_jsonl
 from smooth_infomax.extraction.models import model_list_lines
 from smooth_infomax.extraction.sampling import draw_sample
+from smooth_infomax.inference import slow_dtype_reason
 
 
 def test_outputs_equal_extract_with_mixed_batch_and_long_file(tmp_path, sim_model):
@@ -163,6 +164,9 @@ def test_workers_bf16_and_empty_input(tmp_path, tiny_model):
     a, meta = load_features(tmp_path / "bf" / "f2.wav.safetensors")
     b, _ = load_features(tmp_path / "w0" / "f2.wav.safetensors")
     assert meta["compute_dtype"] == "bfloat16"
+    slow = slow_dtype_reason(torch.bfloat16, torch.device("cpu")) is not None
+    assert ("warning: --bf16: this CPU has no native bfloat16" in bf16.stderr) == slow
+    assert "SlowDtypeWarning" not in bf16.stderr  # said once, as a warning line
     np.testing.assert_allclose(a["module2.mean"], b["module2.mean"], atol=0.1, rtol=0.1)
     (tmp_path / "empty").mkdir()
     assert run_cli([tmp_path / "empty", tmp_path / "o", "--model", tiny_model]).exit_code == 0

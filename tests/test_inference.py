@@ -1,13 +1,15 @@
 """The folded inference path (smooth_infomax/inference.py) against the modules' own forward pass."""
 
 import platform
+import warnings
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from smooth_infomax import SmoothInfoMaxEncoder
-from smooth_infomax.inference import FoldedConv, HalfWeightGRU, conv_channels_last, half_weight_gru_applies
+from smooth_infomax.inference import (FoldedConv, HalfWeightGRU, SlowDtypeWarning, conv_channels_last,
+                                     half_weight_gru_applies, slow_dtype_reason)
 from smooth_infomax.inputs import prepare_audio
 from smooth_infomax.pieces import conv_modules_in_pieces, piece_groups
 
@@ -62,6 +64,20 @@ def test_bfloat16_autocast_is_close_and_skipping_logvar_keeps_means():
         assert 0 < error < 1e-2
     means_only = encoder.extract(wavs, logvar=False)
     assert all(torch.equal(a.mean, b.mean) for a, b in zip(means_only, reference))
+
+
+def test_extract_warns_when_the_cpu_has_no_native_16_bit_path():
+    encoder = SmoothInfoMaxEncoder.from_preset("gim")
+    native = {torch.bfloat16: torch.ops.mkldnn._is_mkldnn_bf16_supported(),
+              torch.float16: torch.ops.mkldnn._is_mkldnn_fp16_supported()}
+    for dtype, supported in native.items():
+        assert (slow_dtype_reason(dtype, torch.device("cpu")) is None) == supported
+        assert slow_dtype_reason(dtype, torch.device("cuda")) is None
+        with warnings.catch_warnings(record=True) as caught, torch.autocast("cpu", dtype=dtype):
+            warnings.simplefilter("always")
+            encoder.extract(torch.zeros(4000))
+        assert any(issubclass(w.category, SlowDtypeWarning) for w in caught) != supported
+    assert slow_dtype_reason(torch.float32, torch.device("cpu")) is None
 
 
 def test_half_weight_gru_is_close_to_the_float32_gru_and_carries_its_state():

@@ -57,26 +57,67 @@ def info_nce(context: torch.Tensor, target: torch.Tensor, predictor: nn.Linear, 
         steps: K, the number of future frames predicted.
         window_frames: length of the positive window.
         draws: the window start and negative rows (``draw_infonce``).
+
+    Step k scores its ``batch * (window - k)`` predictions against the last that many of each permutation's
+    ``batch * (window - 1)`` used rows (as the reference). So every step reads the same gathered negatives, shifted:
+    the predictions and positives of all steps are laid out against those rows (``_StepRows``) and scored in one
+    batched product, all steps at once (docs/performance.md).
     """
     batch, frames, dim = target.shape
     c = context[:, draws.start : draws.start + window_frames]
     z = target[:, draws.start : draws.start + window_frames]
     window = c.shape[1]
-    predictions = predictor(c).view(batch, window, steps, dim).unbind(2)  # K x (batch, window, dim)
-    # step k scores its batch * (window - k) predictions against the last that many negative rows (as the
-    # reference), so only the last batch * (window - 1) rows of each permutation are ever used: gather just those
-    used_rows = draws.negative_rows[:, -batch * (window - 1) :]
-    negatives = target.reshape(batch * frames, dim)[used_rows]  # (N, batch * (window - 1), dim)
-    losses, hits = [], []
-    for k in range(1, min(steps, window - 1) + 1):
-        pred = predictions[k - 1][:, : window - k].reshape(-1, dim)  # (batch * (window - k), dim)
-        positive = (pred * z[:, k:].reshape(-1, dim)).sum(-1, keepdim=True)
-        negative_k = negatives[:, negatives.shape[1] - pred.shape[0] :]
-        negative = torch.einsum("rd,nrd->rn", pred, negative_k)
-        logits = torch.cat([positive, negative], dim=1)  # (rows, 1 + N)
-        losses.append(-F.log_softmax(logits, dim=1)[:, 0].mean())
-        hits.append((logits.argmax(dim=1) == 0).float().mean())
-    return InfoNCEResult(torch.stack(losses).mean(), torch.stack(hits).mean())
+    used_steps = min(steps, window - 1)
+    predictions = predictor(c).view(batch, window, steps, dim)
+    aligned = _StepRows.apply(predictions, used_steps, _step_predictions)  # (rows, K', dim)
+    positive = (aligned * _StepRows.apply(z, used_steps, _step_targets)).sum(-1)  # (rows, K')
+    rows = aligned.shape[0]
+    used_rows = draws.negative_rows[:, -rows:].T.reshape(-1)  # row r's N negatives, consecutive
+    negatives = target.reshape(batch * frames, dim).index_select(0, used_rows).view(rows, -1, dim)  # (rows, N, dim)
+    negative = torch.bmm(negatives, aligned.transpose(1, 2))  # (rows, N, K')
+    logits = torch.cat([positive.unsqueeze(1), negative], dim=1)  # (rows, 1 + N, K')
+    nll = -F.log_softmax(logits, dim=1)[:, 0]  # (rows, K')
+    hits = (logits.argmax(dim=1) == 0).float()
+    step = torch.arange(1, used_steps + 1, device=target.device)
+    valid = (torch.arange(rows, device=target.device)[:, None] >= batch * (step - 1)).float()  # (rows, K')
+    per_step = lambda values: ((values * valid).sum(0) / valid.sum(0)).mean()  # noqa: E731
+    return InfoNCEResult(per_step(nll), per_step(hits))
+
+
+def _step_predictions(predictions: torch.Tensor, k: int) -> torch.Tensor:
+    """Step k's predictions ``(batch, window - k, dim)`` of ``predictions (batch, window, K, dim)``."""
+    return predictions[:, : predictions.shape[1] - k, k - 1]
+
+
+def _step_targets(z: torch.Tensor, k: int) -> torch.Tensor:
+    """Step k's positives ``(batch, window - k, dim)`` of the window's targets ``z (batch, window, dim)``."""
+    return z[:, k:]
+
+
+class _StepRows(torch.autograd.Function):
+    """``part(x, k) (batch, window - k, dim)`` of every step k laid out against the negatives' rows:
+    ``(batch * (window - 1), steps, dim)``, where row ``batch * (k - 1) + i`` of step k holds its i-th row
+    (flattened over batch and frames) and its first ``batch * (k - 1)`` rows are zero.
+
+    Autograd through per-step slices would build one full-size gradient per slice and add them up (a quarter of
+    a bfloat16 training step); this backward writes each step's gradient into place instead."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, steps: int, part) -> torch.Tensor:
+        batch, length, dim = part(x, 1).shape
+        out = x.new_zeros(batch * length, steps, dim)
+        for k in range(1, steps + 1):
+            out[batch * (k - 1) :, k - 1] = part(x, k).reshape(-1, dim)
+        ctx.shape, ctx.steps, ctx.part = x.shape, steps, part
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        grad_x = grad.new_zeros(ctx.shape)
+        for k in range(1, ctx.steps + 1):
+            step = ctx.part(grad_x, k)
+            step += grad[step.shape[0] * (k - 1) :, k - 1].reshape(step.shape)
+        return grad_x, None, None
 
 
 def info_nce_loop(context: torch.Tensor, target: torch.Tensor, predictor: nn.Linear, steps: int,

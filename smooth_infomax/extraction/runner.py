@@ -8,8 +8,11 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
+import torch
+
 from ..audio import SAMPLE_RATE
 from ..hub import shipped_models
+from ..inference import slow_dtype_reason
 from .compute import SetupError, batch_rows, load_encoder, long_rows, resolve_device, resolve_modules, too_short_reason
 from .fingerprint import model_sha256
 from .loading import Decoded, DecodeFailed, length_batches, make_loader
@@ -61,6 +64,9 @@ def run(options: RunOptions, echo: Callable[[str], None] = print) -> RunSummary:
     plan = make_plan(options, context.settings_sha256, shard, too_short)
     for warning in plan.warnings:
         echo(f"warning: {warning}")
+    device = next(context.encoder.parameters()).device
+    if options.bf16 and (slow := slow_dtype_reason(torch.bfloat16, device)):
+        echo(f"warning: --bf16: {slow}; leave it out for speed")
     summary = RunSummary(found=plan.found, in_shard=plan.in_shard, up_to_date=len(plan.up_to_date),
                          failures=list(plan.failures), dry_run=options.dry_run,
                          estimate_bytes=estimate_bytes(context, plan))

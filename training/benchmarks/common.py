@@ -56,12 +56,18 @@ def timed(fn: Callable[[], object]) -> tuple[float, object]:
     return time.perf_counter() - start, result
 
 
-def matmul_rate_gflops(dtype: torch.dtype, m: int = 4096, k: int = 4096, n: int = 4096, repeats: int = 5) -> float:
-    """Best measured GFLOP/s of an ``(m, k) @ (k, n)`` matmul in ``dtype`` on the CPU (after one warm-up)."""
-    a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
-    a @ b
+def matmul_rate_gflops(dtype: torch.dtype, max_size: int = 4096, min_call_s: float = 0.1, repeats: int = 5) -> float:
+    """Best measured GFLOP/s of a square matmul in ``dtype`` on the CPU. The size doubles from 512 until one call
+    takes ``min_call_s`` (or reaches ``max_size``), so that a dtype without a fast path here (bfloat16 on a CPU
+    without AVX-512 BF16 runs near 1 GFLOP/s) is measured in seconds, not hours."""
+    size = 256
+    while size < max_size:
+        size *= 2
+        a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+        if timed(lambda: a @ b)[0] >= min_call_s:
+            break
     best = min(timed(lambda: a @ b)[0] for _ in range(repeats))
-    return 2 * m * k * n / best / 1e9
+    return 2 * size**3 / best / 1e9
 
 
 def machine() -> dict[str, object]:

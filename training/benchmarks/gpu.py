@@ -8,8 +8,8 @@ Everything is timed on the device (synchronised), in one run:
   long one): the naive reference-style loop (float32, one clip at a time), then ``extract`` on length-sorted
   batches in float32 and under bfloat16 and float16 autocast; audio-s/s, share of the dtype's ceiling, errors of
   the means against the naive loop, peak device memory;
-- one Adam step of each preset under bfloat16 autocast (what training does on a GPU), the vectorised InfoNCE
-  against the loop formulation.
+- one Adam step of each preset under bfloat16 autocast (what training does on a GPU; ``--training-dtype``), the
+  vectorised InfoNCE against the loop formulation.
 ``--device cpu`` runs the same script on the CPU (how it is tested without a GPU).
 """
 
@@ -104,7 +104,7 @@ def _row(path, dtype, seconds, audio_s, flops, ceilings, diff, peak_bytes) -> di
 
 
 def training_rows(args, device: torch.device) -> list[dict]:
-    waveform = 0.1 * torch.randn(args.batch, 1, CROP_SAMPLES, generator=torch.Generator().manual_seed(0))
+    waveform = 0.1 * torch.randn(args.batch, 1, args.crop_samples, generator=torch.Generator().manual_seed(0))
     waveform = waveform.to(device)
     rows = []
     for name in args.presets.split(","):
@@ -114,10 +114,11 @@ def training_rows(args, device: torch.device) -> list[dict]:
         floor = GreedyObjective(preset(name), nce=predictor_only_nce).to(device)
         loop.load_state_dict(vectorised.state_dict())
         floor.load_state_dict(vectorised.state_dict())
-        fast_s, fast_loss = step_seconds(vectorised, waveform, args.steps, bf16=True)
-        slow_s, slow_loss = step_seconds(loop, waveform, args.steps, bf16=True)
-        floor_s, _ = step_seconds(floor, waveform, args.steps, bf16=True)
-        rows.append({"preset": name, "steps_per_s": 1 / fast_s, "audio_s_per_s": args.batch * CROP_SAMPLES
+        bf16 = args.training_dtype == "bfloat16"
+        fast_s, fast_loss = step_seconds(vectorised, waveform, args.steps, bf16)
+        slow_s, slow_loss = step_seconds(loop, waveform, args.steps, bf16)
+        floor_s, _ = step_seconds(floor, waveform, args.steps, bf16)
+        rows.append({"preset": name, "steps_per_s": 1 / fast_s, "audio_s_per_s": args.batch * args.crop_samples
                      / SAMPLE_RATE / fast_s, "loop_steps_per_s": 1 / slow_s, "step_speedup": slow_s / fast_s,
                      "max_step_speedup": slow_s / floor_s, "loss": fast_loss, "loop_loss": slow_loss})
     return rows
@@ -135,6 +136,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--matmul-size", type=int, default=8192)
     parser.add_argument("--presets", default="sim,gim_sim_repo,gim,cpc")
     parser.add_argument("--batch", type=int, default=8, help="training crops per step")
+    parser.add_argument("--crop-samples", type=int, default=CROP_SAMPLES, help="samples per training crop")
+    parser.add_argument("--training-dtype", choices=["bfloat16", "float32"], default="bfloat16",
+                        help="bfloat16: every step under autocast, as training on a GPU")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -154,12 +158,13 @@ def main(argv: list[str] | None = None) -> dict:
                   "-" if r["peak_device_bytes"] is None else f"{r['peak_device_bytes'] / 2**30:.2f}"]
                  for r in extraction])
     training = training_rows(args, device)
-    print_table(["preset (bf16)", "steps/s", "audio-s/s", "loop steps/s", "step x", "max step x", "loss", "loop loss"],
+    print_table([f"preset ({args.training_dtype})", "steps/s", "audio-s/s", "loop steps/s", "step x", "max step x",
+                 "loss", "loop loss"],
                 [[r["preset"], f"{r['steps_per_s']:.2f}", f"{r['audio_s_per_s']:.0f}", f"{r['loop_steps_per_s']:.2f}",
                   f"{r['step_speedup']:.2f}", f"{r['max_step_speedup']:.2f}", f"{r['loss']:.4f}",
                   f"{r['loop_loss']:.4f}"] for r in training])
     result = {"device": name, "torch": torch.__version__, "matmul_gflops": ceilings, "extraction": extraction,
-              "training_bf16": training}
+              "training_dtype": args.training_dtype, "training": training}
     write_json(args.out, result)
     return result
 

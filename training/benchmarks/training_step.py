@@ -70,7 +70,8 @@ def loss_only_seconds(objective: GreedyObjective, waveform: torch.Tensor, steps:
     generators = Generators.seeded(0, waveform.device)
     with torch.no_grad(), autocast(waveform.device, bf16):
         outputs = objective.encoder(waveform, generator=generators.noise)
-    features = [(o.context.detach().requires_grad_(), o.target.detach()) for o in outputs]
+    # both require grad, as in training: the targets' gradient (through positives and negatives) is part of the loss
+    features = [(o.context.detach().requires_grad_(), o.target.detach().requires_grad_()) for o in outputs]
     loss_config = objective.config.loss
 
     def one_pass() -> None:
@@ -94,6 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", default="sim,gim_sim_repo,gim,cpc")
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--crop-samples", type=int, default=CROP_SAMPLES, help="samples per crop")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--bf16", action="store_true", help="every step under bfloat16 autocast")
@@ -101,8 +103,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    waveform = 0.1 * torch.randn(args.batch, 1, CROP_SAMPLES, generator=torch.Generator().manual_seed(0))
-    audio_s = args.batch * CROP_SAMPLES / SAMPLE_RATE
+    waveform = 0.1 * torch.randn(args.batch, 1, args.crop_samples, generator=torch.Generator().manual_seed(0))
+    audio_s = args.batch * args.crop_samples / SAMPLE_RATE
     rows = []
     for name in args.presets.split(","):
         torch.manual_seed(0)
@@ -120,7 +122,7 @@ def main(argv: list[str] | None = None) -> dict:
                      "max_step_speedup": slow_s / floor_s, "loss": fast_loss,
                      "loop_loss": slow_loss, "nce_s": fast_nce_s, "loop_nce_s": slow_nce_s,
                      "nce_speedup": slow_nce_s / fast_nce_s})
-    print(f"batch {args.batch} x {CROP_SAMPLES} samples, {'bfloat16 autocast' if args.bf16 else 'float32'}; "
+    print(f"batch {args.batch} x {args.crop_samples} samples, {'bfloat16 autocast' if args.bf16 else 'float32'}; "
           f"{machine()}")
     print_table(["preset", "steps/s", "audio-s/s", "loop steps/s", "step x", "floor steps/s", "max step x",
                  "InfoNCE x", "loss", "loop loss"],
@@ -128,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
                   f"{r['step_speedup']:.2f}", f"{1 / r['floor_step_s']:.3f}", f"{r['max_step_speedup']:.2f}",
                   f"{r['nce_speedup']:.1f}", f"{r['loss']:.5f}", f"{r['loop_loss']:.5f}"]
                  for r in rows])
-    result = {"machine": machine(), "batch": args.batch, "crop_samples": CROP_SAMPLES,
+    result = {"machine": machine(), "batch": args.batch, "crop_samples": args.crop_samples,
               "dtype": "bfloat16" if args.bf16 else "float32", "presets": rows}
     write_json(args.out, result)
     return result
