@@ -22,7 +22,8 @@ def test_extraction_paths_agree_with_the_naive_loop(tmp_path, tiny_model):
 
 
 def test_training_step_losses_of_both_infonce_formulations_agree():
-    [row] = training_step.main(["--presets", "gim", "--batch", "2", "--steps", "1", "--crop-samples", "8000"])["presets"]
+    args = ["--presets", "gim", "--batch", "2", "--steps", "1", "--crop-samples", "8000"]
+    [row] = training_step.main(args)["presets"]
     assert abs(row["loss"] - row["loop_loss"]) < 1e-4 * abs(row["loss"])
     assert row["floor_step_s"] > 0 and row["max_step_speedup"] == row["loop_step_s"] / row["floor_step_s"]
 

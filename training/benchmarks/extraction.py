@@ -1,6 +1,7 @@
 """Extraction throughput on a mixed-length corpus: a naive reference-style loop, ``extract`` and ``sim-extract``.
 
-    python -m training.benchmarks.extraction [--files 24] [--long-s 600] [--threads N] [--repeats R] [--out FILE.json]
+    python -m training.benchmarks.extraction [--files 24] [--long-s 600] [--threads N] [--repeats R]
+        [--dtypes float32,bfloat16] [--out FILE.json]
 
 Paths, all on the same FLAC files (1-30 s plus one long file) and in one run:
 - naive: one file at a time, float32, the modules' layers called in Python under ``no_grad`` (as the authors'
@@ -107,13 +108,21 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--repeats", type=int, default=1, help="times each path, taking turns; medians reported")
     parser.add_argument("--corpus", type=Path, default=None, help="folder for the FLAC files (default: temporary)")
+    parser.add_argument("--dtypes", default="float32,bfloat16",
+                        help="compute dtypes to time; float32 (the reference) always runs. On a CPU without native "
+                             "bfloat16, its naive path runs about 50x slower than float32")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
+    wanted = set(args.dtypes.split(","))
+    if wanted - {"float32", "bfloat16"}:
+        parser.error(f"--dtypes: {args.dtypes!r}; choose from float32,bfloat16")
+    args.bf16_flags = [False, True] if "bfloat16" in wanted else [False]
     if args.threads:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as scratch:
         corpus = args.corpus or Path(scratch) / "corpus"
-        result = benchmark(args, write_corpus(corpus, mixed_durations_s(args.files, args.long_s, max_s=args.max_file_s)), Path(scratch))
+        durations_s = mixed_durations_s(args.files, args.long_s, max_s=args.max_file_s)
+        result = benchmark(args, write_corpus(corpus, durations_s), Path(scratch))
     write_json(args.out, result)
     return result
 
@@ -122,13 +131,14 @@ def benchmark(args, paths: list[Path], scratch: Path) -> dict:
     encoder = SmoothInfoMaxEncoder.from_pretrained(args.model).float().eval()
     wavs = [torch.from_numpy(sf.read(path, dtype="float32")[0]) for path in paths]
     audio_s = sum(len(w) for w in wavs) / SAMPLE_RATE
-    for bf16 in (False, True):  # warm-up: oneDNN primitives, folded weights
+    for bf16 in args.bf16_flags:  # warm-up: oneDNN primitives, folded weights
         run_naive(encoder, wavs[:1], bf16), run_extract(encoder, wavs[:1], bf16, args.batch_seconds)
     flops = {"all heads": flops_per_audio_second(encoder.config)["total"],
              "means only": flops_per_audio_second(encoder.config, logvar=False)["total"]}
-    ceilings = {"float32": matmul_rate_gflops(torch.float32), "bfloat16": matmul_rate_gflops(torch.bfloat16)}
+    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+    ceilings = {_dtype_name(bf16): matmul_rate_gflops(dtypes[_dtype_name(bf16)]) for bf16 in args.bf16_flags}
     print(f"{len(paths)} files, {audio_s / 60:.1f} min of audio; {machine()}")
-    print(f"matmul GFLOP/s: float32 {ceilings['float32']:.0f}, bfloat16 {ceilings['bfloat16']:.0f}; "
+    print("matmul GFLOP/s: " + ", ".join(f"{name} {rate:.0f}" for name, rate in ceilings.items()) + "; "
           f"SIM GFLOP per audio-second: {flops['all heads'] / 1e9:.2f} ({flops['means only'] / 1e9:.2f} means only)")
     times, diffs = _time_paths(_jobs(args, encoder, wavs, paths, scratch), args.repeats)
     rows = []
@@ -152,8 +162,8 @@ def _jobs(args, encoder, wavs, paths: list[Path], scratch: Path) -> dict:
     """``(path, dtype) -> (run, read_back)``: ``run`` is timed and returns the outputs, or ``None`` when
     ``read_back`` (untimed) reads them from disk."""
     jobs = {}
-    for bf16 in (False, True):
-        dtype = "bfloat16" if bf16 else "float32"
+    for bf16 in args.bf16_flags:
+        dtype = _dtype_name(bf16)
         out_dir = scratch / f"features_{dtype}"
         jobs["naive", dtype] = (lambda bf16=bf16: run_naive(encoder, wavs, bf16), None)
         jobs["extract", dtype] = (lambda bf16=bf16: run_extract(encoder, wavs, bf16, args.batch_seconds), None)
@@ -180,6 +190,10 @@ def _time_paths(jobs: dict, repeats: int) -> tuple[dict, dict]:
                 diffs[key] = difference(read_back() if read_back else outputs, reference)
             del outputs
     return times, diffs
+
+
+def _dtype_name(bf16: bool) -> str:
+    return "bfloat16" if bf16 else "float32"
 
 
 def _row(path, dtype, seconds, audio_s, flops, ceilings, diff) -> dict:
