@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from smooth_infomax import SmoothInfoMaxEncoder
-from smooth_infomax.inference import (FoldedConv, HalfWeightGRU, SlowDtypeWarning, conv_channels_last,
-                                     half_weight_gru_applies, slow_dtype_reason)
+from smooth_infomax.inference import (FoldedConv, HalfWeightGRU, SlowDtypeWarning, block_matmul_applies,
+                                     block_taps, conv_channels_last, half_weight_gru_applies, slow_dtype_reason)
 from smooth_infomax.inputs import prepare_audio
 from smooth_infomax.pieces import conv_modules_in_pieces, piece_groups
 
@@ -145,6 +145,27 @@ def test_channels_last_conv_equals_conv1d(channels, kernel, stride, padding):
     got = conv_channels_last(x.transpose(1, 2).contiguous(), weight_2d, bias, stride, padding)
     assert got.is_contiguous()
     assert torch.allclose(got.transpose(1, 2), F.conv1d(x, weight, bias, stride, padding), atol=1e-5)
+
+
+@pytest.mark.parametrize("samples,kernel,stride,padding", [(200, 8, 4, 2), (203, 8, 4, 2), (101, 4, 2, 1),
+                                                        (100, 4, 2, 0), (9, 4, 2, 2)])
+def test_conv_as_block_matmul_equals_conv1d(samples, kernel, stride, padding):
+    generator = torch.Generator().manual_seed(samples)
+    weight, bias = torch.randn(6, 5, kernel, generator=generator), torch.randn(6, generator=generator)
+    x = torch.randn(2, 5, samples, generator=generator)
+    conv = FoldedConv(weight.unsqueeze(2), bias, stride, padding, relu=False, taps=block_taps(weight, stride))
+    got = conv(x.transpose(1, 2).contiguous())
+    torch.testing.assert_close(got.transpose(1, 2), F.conv1d(x, weight, bias, stride, padding))
+
+
+def test_block_matmul_is_chosen_for_float32_on_avx2_cpus_only():
+    weight, cpu = torch.zeros(4, 3, 8), torch.device("cpu")
+    avx2 = torch.backends.cpu.get_cpu_capability() == "AVX2"
+    assert block_matmul_applies(weight, 4, torch.float32, cpu) == avx2
+    assert not block_matmul_applies(weight, 4, torch.bfloat16, cpu)
+    assert not block_matmul_applies(weight, 3, torch.float32, cpu)  # kernel not twice the stride
+    assert not block_matmul_applies(torch.zeros(4, 1, 8), 4, torch.float32, cpu)  # one input channel
+    assert not block_matmul_applies(weight, 4, torch.float32, torch.device("cuda"))
 
 
 def assert_same_features(got_extraction, want_extraction) -> None:
