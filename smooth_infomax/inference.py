@@ -157,8 +157,8 @@ def fold_conv(block: ConvBlock, dtype: torch.dtype, device: torch.device) -> Fol
         weight = weight * scale[:, None, None]
         bias = (bias - norm.running_mean.float()) * scale + norm.bias.detach().float()
     layer = block.layer
-    taps = block_taps(weight, layer.stride).to(device, dtype) if block_matmul_applies(weight, layer.stride, dtype,
-                                                                                       device) else None
+    as_blocks = block_matmul_applies(weight, layer.stride, dtype, device)
+    taps = block_taps(weight, layer.stride).to(device, dtype) if as_blocks else None
     return FoldedConv(_as_2d(weight, dtype, device), bias.to(device, dtype), layer.stride, layer.padding, layer.relu,
                       taps)
 
