@@ -135,8 +135,7 @@ def benchmark(args, paths: list[Path], scratch: Path) -> dict:
         run_naive(encoder, wavs[:1], bf16), run_extract(encoder, wavs[:1], bf16, args.batch_seconds)
     flops = {"all heads": flops_per_audio_second(encoder.config)["total"],
              "means only": flops_per_audio_second(encoder.config, logvar=False)["total"]}
-    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-    ceilings = {_dtype_name(bf16): matmul_rate_gflops(dtypes[_dtype_name(bf16)]) for bf16 in args.bf16_flags}
+    ceilings = {name: matmul_rate_gflops(getattr(torch, name)) for name in map(_dtype_name, args.bf16_flags)}
     print(f"{len(paths)} files, {audio_s / 60:.1f} min of audio; {machine()}")
     print("matmul GFLOP/s: " + ", ".join(f"{name} {rate:.0f}" for name, rate in ceilings.items()) + "; "
           f"SIM GFLOP per audio-second: {flops['all heads'] / 1e9:.2f} ({flops['means only'] / 1e9:.2f} means only)")
