@@ -2,11 +2,10 @@
 
 What it changes (each measured in docs/performance.md):
 - BatchNorm (eval mode) is folded into the conv weights and bias, and ReLU runs in place: one pass per layer.
-- A conv reading a single input channel (the first layer, on raw audio) runs as one matmul over a strided,
-  overlapping view of the padded waveform; oneDNN's conv1d is 2x slower on that shape in float32, 15x in bfloat16.
-- On an AVX2 CPU (no AVX-512), where oneDNN's channels-last convolution is slow, a float32 conv whose kernel is
-  twice its stride runs as one matmul over blocks of the (padded) input, a reshaped view: 2.5x faster on SIM's
-  second layer there.
+- Each conv runs in the form measured fastest for its shape and machine (``convs.py``): the first layer, on a
+  single input channel, as one matmul over a strided view of the waveform (oneDNN's conv1d is 2x slower on that
+  shape in float32, 15x in bfloat16); on an AVX2 CPU in float32, convs whose kernel is twice their stride as
+  Winograd F(2, 2) over blocks of the input, written straight into the next layer's padded input where it can.
 - The log-variance head is skipped when no log-variance is wanted.
 - Frames past an item's length are zeroed only when the batch has such frames.
 - Weights are prepared once per dtype and device (e.g. bfloat16 under ``torch.autocast``) and reused until a
@@ -15,8 +14,8 @@ What it changes (each measured in docs/performance.md):
   and sums stay float32): 1.7x faster per time step than aten's float32 GRU, 2e-4 relative error, far below the
   error bfloat16 convs already bring. Float32 extraction keeps the exact float32 GRU.
 
-Activations are channels-last ``(batch, frames, dim)``, the layout of the outputs, and every conv runs as a
-channels-last conv2d of height 1 (oneDNN's fastest layout); lengths stay on the CPU (no device syncs).
+Activations are channels-last ``(batch, frames, dim)``, the layout of the outputs; lengths stay on the CPU (no
+device syncs).
 """
 
 from __future__ import annotations
@@ -24,61 +23,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
+from .convs import FoldedConv, block_conv_applies, block_taps, conv_channels_last, writes_margins
 from .geometry import conv_output_length
 from .layers import ConvBlock, EncoderModule
-
-
-@dataclass(frozen=True)
-class FoldedConv:
-    """A conv layer with its BatchNorm folded in: ``weight (out, in, 1, kernel)`` in channels-last memory format
-    (a conv2d over a height of 1), ``bias (out,)``."""
-
-    weight: torch.Tensor
-    bias: torch.Tensor
-    stride: int
-    padding: int
-    relu: bool
-    taps: torch.Tensor | None = None  # (stride * in, 2 * out): the conv as one matmul over blocks (block_taps)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """``(batch, samples, in)`` -> ``(batch, frames, out)``, before masking."""
-        if self.weight.shape[1] == 1:
-            x = self._single_channel_matmul(x)
-        elif self.taps is not None:
-            x = self._block_matmul(x)
-        else:
-            x = conv_channels_last(x, self.weight, self.bias, self.stride, self.padding)
-        return torch.relu_(x) if self.relu else x
-
-    def _single_channel_matmul(self, x: torch.Tensor) -> torch.Tensor:
-        kernel = self.weight.shape[-1]
-        padded = F.pad(x[..., 0], (self.padding, self.padding))  # (batch, samples + 2 * padding)
-        frames = (padded.shape[-1] - kernel) // self.stride + 1
-        windows = padded.as_strided((padded.shape[0], frames, kernel), (padded.stride(0), self.stride, 1))
-        return F.linear(windows, self.weight[:, 0, 0], self.bias)
-
-    def _block_matmul(self, x: torch.Tensor) -> torch.Tensor:
-        """Kernel = 2 x stride: the padded input read as blocks of ``stride`` frames ``(batch, blocks, stride * in)``
-        (a view), times ``taps``; output frame t adds the first half of block t's product to the second half of
-        block t + 1's."""
-        batch, samples, _ = x.shape
-        out_channels = self.bias.shape[0]
-        frames = (samples + 2 * self.padding - 2 * self.stride) // self.stride + 1
-        padded = F.pad(x, (0, 0, self.padding, (frames + 1) * self.stride - samples - self.padding))
-        products = padded.reshape(batch, frames + 1, -1) @ self.taps  # (batch, frames + 1, 2 * out)
-        out = products[:, :frames, :out_channels] + products[:, 1:, out_channels:]
-        return out.add_(self.bias)
-
-
-def conv_channels_last(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int = 1,
-                       padding: int = 0) -> torch.Tensor:
-    """Conv1d of ``x (batch, frames, in)`` with ``weight (out, in, 1, kernel)``, as a channels-last conv2d of
-    height 1, the layout in which oneDNN runs fastest; no copies in or out. Returns ``(batch, frames', out)``."""
-    nhwc = x.unsqueeze(1).permute(0, 3, 1, 2)  # (batch, in, 1, frames), channels-last strides
-    out = F.conv2d(nhwc, weight, bias, (1, stride), (0, padding))
-    return out.permute(0, 2, 3, 1)[:, 0]
 
 
 @dataclass(frozen=True)
@@ -127,10 +75,20 @@ class FoldedModule:
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """As ``EncoderModule.encode``, channels-last: ``(batch, samples, in)`` -> mean ``(batch, frames, dim)``,
         logvar (same, or ``None``) and lengths (CPU)."""
-        for conv, layer in self.convs:
-            x = conv(x)
+        padded = False
+        for index, (conv, layer) in enumerate(self.convs):
+            following = self.convs[index + 1][0] if index + 1 < len(self.convs) else None
             lengths = conv_output_length(lengths, layer)
-            mask_tail_(x, lengths)
+            if following is not None and following.taps is not None and writes_margins(conv, padded):
+                # write the next conv's padded input directly: no copy of this layer's output into a padded one
+                margins = following.block_margins(conv.output_frames(x.shape[1]))
+                x = conv(x, margins, padded)
+                x[:, : margins[0]] = 0
+                mask_tail_(x, lengths + margins[0])
+                padded = True
+            else:
+                x = mask_tail_(conv(x, padded=padded), lengths)
+                padded = False
         if self.mean_head is None:
             return x, None, lengths
         mean = mask_tail_(conv_channels_last(x, *self.mean_head), lengths)
@@ -157,27 +115,10 @@ def fold_conv(block: ConvBlock, dtype: torch.dtype, device: torch.device) -> Fol
         weight = weight * scale[:, None, None]
         bias = (bias - norm.running_mean.float()) * scale + norm.bias.detach().float()
     layer = block.layer
-    as_blocks = block_matmul_applies(weight, layer.stride, dtype, device)
+    as_blocks = block_conv_applies(weight, layer.stride, dtype, device)
     taps = block_taps(weight, layer.stride).to(device, dtype) if as_blocks else None
     return FoldedConv(_as_2d(weight, dtype, device), bias.to(device, dtype), layer.stride, layer.padding, layer.relu,
                       taps)
-
-
-def block_matmul_applies(weight: torch.Tensor, stride: int, dtype: torch.dtype, device: torch.device) -> bool:
-    """Whether a conv of ``weight (out, in, kernel)`` runs as ``FoldedConv._block_matmul``: float32 on a CPU whose
-    best vector ISA is AVX2, where oneDNN's channels-last convolution runs at under half the rate of a matmul (SIM
-    layer 2 on 8 s: 626 ms as conv2d, 249 ms as block matmul, on an AMD Zen 3; on AVX-512 CPUs the conv2d is
-    1.9x faster than the matmul instead), for a multi-channel kernel of twice the stride."""
-    return (device.type == "cpu" and dtype == torch.float32 and weight.shape[1] > 1
-            and weight.shape[2] == 2 * stride and torch.backends.cpu.get_cpu_capability() == "AVX2")
-
-
-def block_taps(weight: torch.Tensor, stride: int) -> torch.Tensor:
-    """``weight (out, in, 2 * stride)`` as ``(stride * in, 2 * out)``: row ``s * in + c``, column ``h * out + o``
-    holds ``weight[o, c, h * stride + s]``."""
-    out_channels, in_channels, _ = weight.shape
-    taps = weight.reshape(out_channels, in_channels, 2, stride).permute(3, 1, 2, 0)
-    return taps.reshape(stride * in_channels, 2 * out_channels).contiguous()
 
 
 def _as_2d(weight: torch.Tensor, dtype: torch.dtype, device: torch.device) -> torch.Tensor:

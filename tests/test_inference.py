@@ -8,8 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from smooth_infomax import SmoothInfoMaxEncoder
-from smooth_infomax.inference import (FoldedConv, HalfWeightGRU, SlowDtypeWarning, block_matmul_applies,
-                                     block_taps, conv_channels_last, half_weight_gru_applies, slow_dtype_reason)
+from smooth_infomax.config import ConvLayerConfig
+from smooth_infomax.convs import FoldedConv, block_conv_applies, block_taps, conv_channels_last
+from smooth_infomax.inference import (FoldedModule, HalfWeightGRU, SlowDtypeWarning, half_weight_gru_applies,
+                                     slow_dtype_reason)
 from smooth_infomax.inputs import prepare_audio
 from smooth_infomax.pieces import conv_modules_in_pieces, piece_groups
 
@@ -148,8 +150,8 @@ def test_channels_last_conv_equals_conv1d(channels, kernel, stride, padding):
 
 
 @pytest.mark.parametrize("samples,kernel,stride,padding", [(200, 8, 4, 2), (203, 8, 4, 2), (101, 4, 2, 1),
-                                                        (100, 4, 2, 0), (9, 4, 2, 2)])
-def test_conv_as_block_matmul_equals_conv1d(samples, kernel, stride, padding):
+                                                        (100, 4, 2, 0), (9, 4, 2, 2), (4, 4, 2, 0)])
+def test_conv_as_winograd_over_blocks_equals_conv1d(samples, kernel, stride, padding):
     generator = torch.Generator().manual_seed(samples)
     weight, bias = torch.randn(6, 5, kernel, generator=generator), torch.randn(6, generator=generator)
     x = torch.randn(2, 5, samples, generator=generator)
@@ -158,14 +160,59 @@ def test_conv_as_block_matmul_equals_conv1d(samples, kernel, stride, padding):
     torch.testing.assert_close(got.transpose(1, 2), F.conv1d(x, weight, bias, stride, padding))
 
 
-def test_block_matmul_is_chosen_for_float32_on_avx2_cpus_only():
+@pytest.mark.parametrize("in_channels,kernel,stride,padding", [(1, 10, 5, 2), (5, 8, 4, 2), (5, 4, 2, 1)])
+def test_margins_are_the_rows_a_wider_zero_padding_gives(in_channels, kernel, stride, padding):
+    generator = torch.Generator().manual_seed(kernel)
+    weight, bias = torch.randn(6, in_channels, kernel, generator=generator), torch.randn(6, generator=generator)
+    x = torch.randn(2, in_channels, 101, generator=generator)
+    taps = block_taps(weight, stride) if in_channels > 1 else None
+    conv = FoldedConv(weight.unsqueeze(2), bias, stride, padding, relu=False, taps=taps)
+    got = conv(x.transpose(1, 2).contiguous(), margins=(2, 3))
+    frames = conv.output_frames(101)
+    want = F.conv1d(F.pad(x, (padding + 2 * stride, padding + 3 * stride)), weight, bias, stride)
+    assert got.shape == (2, frames + 5, 6)
+    torch.testing.assert_close(got.transpose(1, 2), want)
+
+
+def folded_stack(channels: int, layers: list[tuple[int, int, int]]) -> tuple[FoldedModule, list]:
+    """A ``FoldedModule`` of ReLU convs ``(kernel, stride, padding)`` on one input channel, as single-channel and
+    block convs (whatever this machine would choose), and the conv1d weights it was made of."""
+    generator = torch.Generator().manual_seed(len(layers))
+    convs, weights, in_channels = [], [], 1
+    for kernel, stride, padding in layers:
+        weight = torch.randn(channels, in_channels, kernel, generator=generator) / in_channels
+        bias = torch.randn(channels, generator=generator)
+        taps = block_taps(weight, stride) if in_channels > 1 else None
+        layer = ConvLayerConfig(kernel, stride, padding, channels, relu=True)
+        convs.append((FoldedConv(weight.unsqueeze(2), bias, stride, padding, relu=True, taps=taps), layer))
+        weights.append((weight, bias, stride, padding))
+        in_channels = channels
+    return FoldedModule(tuple(convs), None, None), weights
+
+
+def test_a_conv_writing_the_next_block_convs_padded_input_equals_separate_layers():
+    module, weights = folded_stack(8, [(10, 5, 2), (8, 4, 2), (4, 2, 2), (4, 2, 2)])
+    lengths = torch.tensor([1999, 1200, 37])
+    x = torch.randn(3, 1, 1999, generator=torch.Generator().manual_seed(5))
+    x = x * (torch.arange(1999) < lengths[:, None]).unsqueeze(1)
+    want, want_lengths = x, lengths
+    for weight, bias, stride, padding in weights:
+        want = torch.relu(F.conv1d(want, weight, bias, stride, padding))
+        want_lengths = (want_lengths + 2 * padding - weight.shape[-1]) // stride + 1
+        want = want * (torch.arange(want.shape[-1]) < want_lengths[:, None]).unsqueeze(1)
+    got, _, got_lengths = module.encode(x.transpose(1, 2).contiguous(), lengths)
+    assert torch.equal(got_lengths, want_lengths)
+    torch.testing.assert_close(got.transpose(1, 2), want)
+
+
+def test_block_conv_is_chosen_for_float32_on_avx2_cpus_only():
     weight, cpu = torch.zeros(4, 3, 8), torch.device("cpu")
     avx2 = torch.backends.cpu.get_cpu_capability() == "AVX2"
-    assert block_matmul_applies(weight, 4, torch.float32, cpu) == avx2
-    assert not block_matmul_applies(weight, 4, torch.bfloat16, cpu)
-    assert not block_matmul_applies(weight, 3, torch.float32, cpu)  # kernel not twice the stride
-    assert not block_matmul_applies(torch.zeros(4, 1, 8), 4, torch.float32, cpu)  # one input channel
-    assert not block_matmul_applies(weight, 4, torch.float32, torch.device("cuda"))
+    assert block_conv_applies(weight, 4, torch.float32, cpu) == avx2
+    assert not block_conv_applies(weight, 4, torch.bfloat16, cpu)
+    assert not block_conv_applies(weight, 3, torch.float32, cpu)  # kernel not twice the stride
+    assert not block_conv_applies(torch.zeros(4, 1, 8), 4, torch.float32, cpu)  # one input channel
+    assert not block_conv_applies(weight, 4, torch.float32, torch.device("cuda"))
 
 
 def assert_same_features(got_extraction, want_extraction) -> None:

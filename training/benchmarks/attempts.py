@@ -4,7 +4,9 @@
 
 - each conv layer of the SIM stack as oneDNN conv1d (channel-first, as ``nn.Conv1d``), as a channels-last conv2d
   of height 1 (what ``inference.py`` runs), and as one matmul over reshaped views of channels-last input (kernel =
-  2 x stride: ``Y = blocks @ [W0 W1]``, then ``Y0[t] + Y1[t + 1]``), in float32 and bfloat16;
+  2 x stride: ``Y = blocks @ [W0 W1]``, then ``Y0[t] + Y1[t + 1]``), and as the same kernel-2 conv over blocks
+  by Winograd's F(2, 2) (three matmuls per two output frames; what ``convs.py`` runs on AVX2 CPUs in float32),
+  in float32 and bfloat16;
 - the first layer (one input channel) as conv1d and as a matmul over a strided view;
 - the GRU with autocast on (weights cast at every time step) and off;
 - optionally ``torch.compile`` of the naive layer-by-layer stack (``--compile``; slow warm-up).
@@ -21,6 +23,7 @@ import torch.nn.functional as F
 
 from smooth_infomax import SmoothInfoMaxEncoder
 from smooth_infomax.config import preset
+from smooth_infomax.convs import FoldedConv, block_taps
 from training.benchmarks.common import machine, print_table, timed, write_json
 
 SECONDS = 10
@@ -58,6 +61,9 @@ def conv_variants(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: i
             return y[:frames, :out_ch] + y[1:, out_ch:]
 
         variants["matmul over reshaped views"] = block_matmul
+        conv = FoldedConv(weight.unsqueeze(2), weight.new_zeros(out_ch), stride, padding, relu=False,
+                          taps=block_taps(weight, stride))
+        variants["Winograd F(2, 2) over blocks"] = lambda: conv(rows[None])
     return variants
 
 

@@ -1,0 +1,131 @@
+"""The conv layers of the inference path, channels-last ``(batch, frames, dim)``, in the fastest form measured for
+each shape and machine (docs/performance.md):
+
+- a conv reading a single input channel (the first layer, on raw audio): one matmul over a strided, overlapping
+  view of the padded waveform;
+- on an AVX2 CPU in float32, a conv whose kernel is twice its stride: a kernel-2 conv over blocks of ``stride``
+  input frames (a reshaped view), computed with Winograd's F(2, 2), three matmuls for every two output frames
+  instead of four (``block_taps``);
+- any other conv: a channels-last conv2d of height 1, oneDNN's fastest layout elsewhere.
+
+A single-channel or block conv can also write rows beyond its frames ("margins"), so that it produces the next
+block conv's zero-padded input directly instead of a copy of its output into a padded tensor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class FoldedConv:
+    """A conv layer with its BatchNorm folded in: ``weight (out, in, 1, kernel)`` in channels-last memory format
+    (a conv2d over a height of 1), ``bias (out,)``."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    stride: int
+    padding: int
+    relu: bool
+    taps: torch.Tensor | None = None  # (3, stride * in, out): the conv over blocks of the input (block_taps)
+
+    def __call__(self, x: torch.Tensor, margins: tuple[int, int] = (0, 0), padded: bool = False) -> torch.Tensor:
+        """``(batch, samples, in)`` -> ``(batch, frames, out)``, before masking.
+
+        ``margins``: rows to add before and after the frames, computed as if the input's zero padding went on (a
+        single-channel or block conv only; the caller zeroes them). ``padded``: ``x`` already holds this block
+        conv's padding, ``block_margins`` rows of zeros around its frames."""
+        if self.weight.shape[1] == 1:
+            x = self._single_channel_matmul(x, margins)
+        elif self.taps is not None:
+            x = self._block_conv(x, margins, padded)
+        else:
+            x = conv_channels_last(x, self.weight, self.bias, self.stride, self.padding)
+        return torch.relu_(x) if self.relu else x
+
+    def output_frames(self, input_frames: int) -> int:
+        return (input_frames + 2 * self.padding - self.weight.shape[-1]) // self.stride + 1
+
+    def block_margins(self, input_frames: int) -> tuple[int, int]:
+        """The zero rows a block conv reads before and after ``input_frames`` input frames."""
+        frames = self.output_frames(input_frames)
+        return self.padding, (frames + 1) * self.stride - input_frames - self.padding
+
+    def _single_channel_matmul(self, x: torch.Tensor, margins: tuple[int, int]) -> torch.Tensor:
+        kernel = self.weight.shape[-1]
+        left, right = (self.padding + margin * self.stride for margin in margins)
+        padded = F.pad(x[..., 0], (left, right))  # (batch, samples + left + right)
+        frames = (padded.shape[-1] - kernel) // self.stride + 1
+        windows = padded.as_strided((padded.shape[0], frames, kernel), (padded.stride(0), self.stride, 1))
+        return F.linear(windows, self.weight[:, 0, 0], self.bias)
+
+    def _block_conv(self, x: torch.Tensor, margins: tuple[int, int], padded: bool) -> torch.Tensor:
+        """Kernel = 2 x stride: the padded input read as blocks of ``stride`` frames ``(batch, frames + 1, stride *
+        in)`` (a view); output frame t is ``A0 b[t] + A1 b[t + 1]``, the kernel's two halves applied to blocks t and
+        t + 1."""
+        if not padded:
+            left, right = self.block_margins(x.shape[1])
+            x = F.pad(x, (0, 0, left + margins[0] * self.stride, right + margins[1] * self.stride))
+        blocks = x.reshape(x.shape[0], x.shape[1] // self.stride, -1)
+        out = blocks.new_empty(blocks.shape[0], blocks.shape[1] - 1, self.bias.shape[0])
+        for item in range(blocks.shape[0]):
+            winograd_f22(blocks[item], self.taps, self.bias, out[item])
+        return out
+
+
+def winograd_f22(blocks: torch.Tensor, taps: torch.Tensor, bias: torch.Tensor, out: torch.Tensor) -> None:
+    """Kernel-2 conv ``out[t] = A0 b[t] + A1 b[t + 1] + bias`` by Winograd's F(2, 2): per pair of outputs,
+    ``m1 = A0 (b0 - b1)``, ``m2 = (A0 + A1) b1``, ``m3 = A1 (b2 - b1)``, then ``y0 = m1 + m2``, ``y1 = m2 + m3``:
+    three matmuls instead of four.
+
+    Args:
+        blocks: ``(frames + 1, block_dim)``.
+        taps: ``(3, block_dim, out)``: ``A0^T``, ``(A0 + A1)^T``, ``A1^T`` (``block_taps``).
+        bias: ``(out,)``.
+        out: ``(frames, out)``, written in place.
+    """
+    pairs = out.shape[0] // 2
+    first, middle, after = blocks[0: 2 * pairs: 2], blocks[1: 2 * pairs: 2], blocks[2: 2 * pairs + 1: 2]
+    rows = out[: 2 * pairs].view(pairs, 2, out.shape[1])
+    shared = torch.addmm(bias, middle, taps[1])
+    rows[:, 0] = torch.addmm(shared, first - middle, taps[0])
+    rows[:, 1] = shared.addmm_(after - middle, taps[2])
+    if out.shape[0] % 2:
+        out[-1] = torch.addmm(bias, blocks[-2:-1], taps[0]).addmm_(blocks[-1:], taps[2])[0]
+
+
+def conv_channels_last(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int = 1,
+                       padding: int = 0) -> torch.Tensor:
+    """Conv1d of ``x (batch, frames, in)`` with ``weight (out, in, 1, kernel)``, as a channels-last conv2d of
+    height 1, the layout in which oneDNN runs fastest; no copies in or out. Returns ``(batch, frames', out)``."""
+    nhwc = x.unsqueeze(1).permute(0, 3, 1, 2)  # (batch, in, 1, frames), channels-last strides
+    out = F.conv2d(nhwc, weight, bias, (1, stride), (0, padding))
+    return out.permute(0, 2, 3, 1)[:, 0]
+
+
+def block_conv_applies(weight: torch.Tensor, stride: int, dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether a conv of ``weight (out, in, kernel)`` runs as ``FoldedConv._block_conv``: float32 on a CPU whose
+    best vector ISA is AVX2, where oneDNN's channels-last convolution runs at under half the rate of a matmul (SIM
+    layer 2 on 8 s: 626 ms as conv2d, 249 ms as a matmul over blocks, about 160 ms with Winograd's F(2, 2), on an
+    AMD Zen 3; on AVX-512 CPUs the conv2d is 1.9x faster than the matmul instead), for a multi-channel kernel of
+    twice the stride."""
+    return (device.type == "cpu" and dtype == torch.float32 and weight.shape[1] > 1
+            and weight.shape[2] == 2 * stride and torch.backends.cpu.get_cpu_capability() == "AVX2")
+
+
+def block_taps(weight: torch.Tensor, stride: int) -> torch.Tensor:
+    """``weight (out, in, 2 * stride)`` as the taps of ``winograd_f22`` over blocks of ``stride`` input frames,
+    ``(3, stride * in, out)``: ``A0^T``, ``(A0 + A1)^T``, ``A1^T``, where ``A_h[o, s * in + c]`` is
+    ``weight[o, c, h * stride + s]``."""
+    out_channels, in_channels, _ = weight.shape
+    halves = weight.reshape(out_channels, in_channels, 2, stride).permute(2, 3, 1, 0)  # (2, stride, in, out)
+    first, second = halves.reshape(2, stride * in_channels, out_channels)
+    return torch.stack([first, first + second, second]).contiguous()
+
+
+def writes_margins(conv: FoldedConv, padded: bool) -> bool:
+    """Whether ``conv`` can compute rows beyond its frames (``FoldedConv.__call__``'s margins) on this input."""
+    return not padded and (conv.weight.shape[1] == 1 or conv.taps is not None)
