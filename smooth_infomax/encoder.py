@@ -20,9 +20,9 @@ from .outputs import Extraction, ModuleFeatures, ModuleTrainOutput
 from .pieces import conv_modules_in_pieces
 
 
-def extract_chunk_samples(device_type: str) -> int:
+def extract_chunk_samples(device_type: str, dtype: torch.dtype = torch.float32) -> int:
     """``extract`` computes a single clip longer than this in chunks of this size (16 kHz samples)."""
-    return int(default_sizes_s(device_type)[0] * 16000)
+    return int(default_sizes_s(device_type, dtype)[0] * 16000)
 
 
 class SmoothInfoMaxEncoder(nn.Module):
@@ -160,8 +160,8 @@ class SmoothInfoMaxEncoder(nn.Module):
 
         Runs in the dtype of ``torch.autocast`` when it is on (e.g. bfloat16 on CPU), else in the model's dtype;
         a ``SlowDtypeWarning`` says when that is a 16-bit dtype this CPU has no fast path for.
-        Any batch size is fine: a long clip is computed in exact chunks and a large batch in pieces (8 s and 16 s
-        on a CPU, 30 s and 60 s on a GPU; ``pieces.py``), which keeps the activations small.
+        Any batch size is fine: a long clip is computed in exact chunks and a large batch in pieces (on a CPU 4 s
+        and 8 s in float32, 8 s and 16 s in 16 bits; 30 s and 60 s on a GPU; ``pieces.py``): small activations.
 
         Returns:
             An ``Extraction``: for each requested module ``mean``/``logvar``/``sample`` ``(batch, frames, dim)``,
@@ -228,8 +228,14 @@ class SmoothInfoMaxEncoder(nn.Module):
         from .extraction.chunking import supports_chunking
 
         deepest = max(self.resolve_layers(layers))
-        return (waveform.shape[0] == 1 and waveform.shape[-1] > extract_chunk_samples(waveform.device.type)
+        return (waveform.shape[0] == 1 and waveform.shape[-1] > self._sizes_samples()[0]
                 and supports_chunking(self.config, deepest))
+
+    def _sizes_samples(self) -> tuple[int, int]:
+        """``default_sizes_s`` for this model's device and compute dtype, in samples: (chunk, piece)."""
+        parameter = next(self.parameters())
+        chunk_s, piece_s = default_sizes_s(parameter.device.type, compute_dtype(parameter))
+        return int(chunk_s * self.sample_rate), int(piece_s * self.sample_rate)
 
     def _chunked_features(self, waveform, layers, sample, generator, logvar) -> list[ModuleFeatures]:
         """``_folded_features`` of one long clip ``(samples,)``, computed chunk by chunk (exactly equal; the
@@ -240,8 +246,7 @@ class SmoothInfoMaxEncoder(nn.Module):
         wanted = self.resolve_layers(layers)
         lengths = output_lengths(self.config, torch.tensor([waveform.shape[0]]))
         outputs: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}  # module -> (mean, logvar) (1, frames, dim)
-        chunk_samples = extract_chunk_samples(waveform.device.type)
-        for rows in iter_chunks(self, waveform, wanted, chunk_samples, logvar=logvar or sample):
+        for rows in iter_chunks(self, waveform, wanted, self._sizes_samples()[0], logvar=logvar or sample):
             for m, frame_rows in rows.items():
                 if m not in outputs:
                     empty = lambda t: None if t is None else t.new_empty((1, int(lengths[m][0]), t.shape[1]))  # noqa: E731
@@ -263,7 +268,7 @@ class SmoothInfoMaxEncoder(nn.Module):
             waveform = nn.functional.pad(waveform, (0, self._min_input_samples - waveform.shape[-1]))
         features, first = [], 0
         convs = self._leading_conv_modules(max(wanted))
-        piece_samples = int(default_sizes_s(waveform.device.type)[1] * self.sample_rate)
+        piece_samples = self._sizes_samples()[1]
         if waveform.shape[0] > 1 and waveform.numel() > piece_samples and convs:
             parts = conv_modules_in_pieces(self, waveform, lengths, convs, logvar or sample, piece_samples)
             features = [self._features(p.index, p.mean, p.logvar, p.lengths, sample, generator, channels_last=True)

@@ -174,14 +174,19 @@ class FoldedCache:
         return self._entries[key][1]
 
 
-def default_sizes_s(device_type: str) -> tuple[float, float]:
-    """How much audio the conv modules compute at once on a device type: ``(chunk_seconds, piece_seconds)``, the
-    chunks of one long clip and the pieces of padded audio a large batch is split into (``pieces.py``).
+def default_sizes_s(device_type: str, dtype: torch.dtype = torch.float32) -> tuple[float, float]:
+    """How much audio the conv modules compute at once on a device type in ``dtype``: ``(chunk_seconds,
+    piece_seconds)``, the chunks of one long clip and the pieces of padded audio a large batch is split into
+    (``pieces.py``).
 
-    On a CPU, small pieces keep each layer's activations in the caches and under glibc's mmap threshold (no
-    fresh page faults per call): 8 s chunks and 16 s pieces extract 10-20 % faster than 30 s and 60 s
-    (docs/performance.md). A GPU wants large ones."""
-    return (8.0, 16.0) if device_type == "cpu" else (30.0, 60.0)
+    On a CPU, small pieces keep each layer's activations in the caches and under glibc's 32 MB mmap threshold
+    (no fresh page faults per call): 16 bytes-seconds per element, so that the first layer's output (3,200 frames
+    of 512 values per second) stays near 26 MB, 8 s chunks and 16 s pieces in bfloat16, 4 s and 8 s in float32;
+    they extract 10-30 % faster than twice those sizes (docs/performance.md). A GPU wants large ones."""
+    if device_type != "cpu":
+        return 30.0, 60.0
+    chunk_s = 16.0 / torch.empty((), dtype=dtype).element_size()
+    return chunk_s, 2 * chunk_s
 
 
 def compute_dtype(parameter: torch.Tensor) -> torch.dtype:

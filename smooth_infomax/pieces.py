@@ -1,7 +1,7 @@
 """A large batch through the conv modules in cache-sized pieces; what follows them (the GRU) once for the batch.
 
 On a CPU, the first layer of a batch of 60 s of padded audio writes 200 MB of bfloat16 activations: far more than
-the caches, and fresh memory (page faults) on every call. Pieces of about 16 s of padded audio (``default_sizes_s``)
+the caches, and fresh memory (page faults) on every call. Pieces of 16 s of padded audio in bfloat16, 8 s in float32 (``default_sizes_s``)
 stay in the caches and reuse memory, while the GRU, a sequential loop whose cost per step barely grows with the
 batch, still runs once over all items instead of once per piece. Every item's frames depend only on its own
 samples, so the result equals a whole-batch pass (up to float rounding).

@@ -231,7 +231,7 @@ def test_a_long_clip_is_computed_in_chunks_and_equals_the_whole_pass(monkeypatch
     encoder = trained_looking("sim")
     wav = 0.1 * torch.randn(30000, generator=torch.Generator().manual_seed(3))
     whole = encoder.extract(wav, sample=True, generator=torch.Generator().manual_seed(0))
-    monkeypatch.setattr(encoder_module, "extract_chunk_samples", lambda device_type: 4000)
+    monkeypatch.setattr(encoder_module, "default_sizes_s", lambda device_type, dtype: (0.25, 10.0))
     assert encoder._chunkable(wav[None], None)
     chunked = encoder.extract(wav, sample=True, generator=torch.Generator().manual_seed(0))
     assert_same_features(chunked, whole)
@@ -245,8 +245,7 @@ def test_a_large_batch_computed_in_pieces_equals_the_whole_batch_pass(monkeypatc
     wavs = clips() + [0.1 * torch.randn(30000, generator=torch.Generator().manual_seed(4))]
     whole = encoder.extract(wavs, sample=True, generator=torch.Generator().manual_seed(0))
     # pieces of 20000 samples: the four short clips in three groups, the 30000-sample one alone in 8000-sample chunks
-    monkeypatch.setattr(encoder_module, "default_sizes_s", lambda device_type: (0.5, 1.25))
-    monkeypatch.setattr(encoder_module, "extract_chunk_samples", lambda device_type: 8000)
+    monkeypatch.setattr(encoder_module, "default_sizes_s", lambda device_type, dtype: (0.5, 1.25))
     calls = []
 
     def spy(*args):
