@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from smooth_infomax import SmoothInfoMaxEncoder
 from smooth_infomax.config import ConvLayerConfig
 from smooth_infomax.convs import FoldedConv, block_conv_applies, block_taps, conv_channels_last
-from smooth_infomax.inference import (FoldedModule, HalfWeightGRU, SlowDtypeWarning, half_weight_gru_applies,
-                                     slow_dtype_reason)
+from smooth_infomax.inference import (FoldedModule, HalfWeightGRU, SlowDtypeWarning, default_sizes_s,
+                                     half_weight_gru_applies, slow_dtype_reason)
 from smooth_infomax.inputs import prepare_audio
 from smooth_infomax.pieces import conv_modules_in_pieces, piece_groups
 
@@ -223,6 +223,12 @@ def assert_same_features(got_extraction, want_extraction) -> None:
         assert torch.allclose(got.sample, want.sample, atol=1e-5)
         if want.logvar is not None:
             assert torch.allclose(got.logvar, want.logvar, atol=1e-5)
+
+
+def test_cpu_chunks_are_sized_in_bytes_and_gpu_chunks_in_seconds():
+    assert default_sizes_s("cpu", torch.float32) == (4.0, 8.0)
+    assert default_sizes_s("cpu", torch.bfloat16) == default_sizes_s("cpu", torch.float16) == (8.0, 16.0)
+    assert default_sizes_s("cuda", torch.float32) == default_sizes_s("cuda", torch.bfloat16) == (30.0, 60.0)
 
 
 def test_a_long_clip_is_computed_in_chunks_and_equals_the_whole_pass(monkeypatch):
