@@ -82,7 +82,7 @@ class FoldedModule:
             if following is not None and following.taps is not None and writes_margins(conv, padded):
                 # write the next conv's padded input directly: no copy of this layer's output into a padded one
                 margins = following.block_margins(conv.output_frames(x.shape[1]))
-                x = conv(x, margins, padded)
+                x = conv(x, margins)
                 x[:, : margins[0]] = 0
                 mask_tail_(x, lengths + margins[0])
                 padded = True
