@@ -224,7 +224,7 @@ class SmoothInfoMaxEncoder(nn.Module):
         return self._folded.get(self, compute_dtype(parameter), parameter.device)
 
     def _chunkable(self, waveform: torch.Tensor, layers) -> bool:
-        """One clip longer than ``extract_chunk_samples``, through modules that can be computed in chunks."""
+        """One clip longer than a chunk (``_sizes_samples``), through modules that can be computed in chunks."""
         from .extraction.chunking import supports_chunking
 
         deepest = max(self.resolve_layers(layers))
