@@ -19,7 +19,7 @@ def _setup(frames=300, batch=3, dim=16, context_dim=8, steps=10, seed=0):
     return context, target, predictor, draws
 
 
-@pytest.mark.parametrize("frames", [300, 128, 64])
+@pytest.mark.parametrize("frames", [300, 128, 64, 6])
 def test_vectorised_equals_loop_formulation(frames):
     context, target, predictor, draws = _setup(frames=frames)
     fast = info_nce(context, target, predictor, 10, 128, draws).loss
@@ -29,6 +29,20 @@ def test_vectorised_equals_loop_formulation(frames):
     grad_slow = torch.autograd.grad(slow, [context, target, predictor.weight])
     for a, b in zip(grad_fast, grad_slow):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
+
+
+def test_vectorised_equals_loop_formulation_under_bfloat16_autocast():
+    """As training runs on a GPU: the predictor and the negatives' scores in bfloat16, the positives' in float32."""
+    context, target, predictor, draws = _setup()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fast = info_nce(context, target, predictor, 10, 128, draws).loss
+        slow = info_nce_loop(context, target, predictor, 10, 128, draws)
+    torch.testing.assert_close(fast, slow, atol=0, rtol=1e-3)
+    grad_fast = torch.autograd.grad(fast, [context, target, predictor.weight])
+    grad_slow = torch.autograd.grad(slow, [context, target, predictor.weight])
+    for a, b in zip(grad_fast, grad_slow):
+        assert a.dtype == b.dtype == torch.float32
+        assert (a - b).norm() / b.norm() < 2e-2
 
 
 def test_zero_predictor_gives_log_of_one_plus_negatives():

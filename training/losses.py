@@ -60,22 +60,21 @@ def info_nce(context: torch.Tensor, target: torch.Tensor, predictor: nn.Linear, 
 
     Step k scores its ``batch * (window - k)`` predictions against the last that many of each permutation's
     ``batch * (window - 1)`` used rows (as the reference). So every step reads the same gathered negatives, shifted:
-    the predictions and positives of all steps are laid out against those rows (``_StepRows``) and scored in one
-    batched product, all steps at once (docs/performance.md).
+    ``_StepScores`` lays the predictions of all steps out against those rows and scores them in one batched
+    product, with a backward that writes each gradient once (docs/performance.md).
     """
     batch, frames, dim = target.shape
-    c = context[:, draws.start : draws.start + window_frames]
+    target = target.contiguous()  # the encoder's are (batch, dim, frames) in memory: one copy, then rows are rows
+    c = context[:, draws.start : draws.start + window_frames].contiguous()
     z = target[:, draws.start : draws.start + window_frames]
     window = c.shape[1]
     used_steps = min(steps, window - 1)
     predictions = predictor(c).view(batch, window, steps, dim)
-    aligned = _StepRows.apply(predictions, used_steps, _step_predictions)  # (rows, K', dim)
-    positive = (aligned * _StepRows.apply(z, used_steps, _step_targets)).sum(-1)  # (rows, K')
-    rows = aligned.shape[0]
+    rows = batch * (window - 1)
     used_rows = draws.negative_rows[:, -rows:].T.reshape(-1)  # row r's N negatives, consecutive
     negatives = target.reshape(batch * frames, dim).index_select(0, used_rows).view(rows, -1, dim)  # (rows, N, dim)
-    negative = torch.bmm(negatives, aligned.transpose(1, 2))  # (rows, N, K')
-    logits = torch.cat([positive.unsqueeze(1), negative], dim=1)  # (rows, 1 + N, K')
+    positive, negative = _StepScores.apply(predictions, z, negatives, used_steps)  # (rows, K'), (rows, N, K')
+    logits = torch.cat([positive.unsqueeze(1), negative.to(positive.dtype)], dim=1)  # (rows, 1 + N, K')
     nll = -F.log_softmax(logits, dim=1)[:, 0]  # (rows, K')
     hits = (logits.argmax(dim=1) == 0).float()
     step = torch.arange(1, used_steps + 1, device=target.device)
@@ -84,40 +83,56 @@ def info_nce(context: torch.Tensor, target: torch.Tensor, predictor: nn.Linear, 
     return InfoNCEResult(per_step(nll), per_step(hits))
 
 
-def _step_predictions(predictions: torch.Tensor, k: int) -> torch.Tensor:
-    """Step k's predictions ``(batch, window - k, dim)`` of ``predictions (batch, window, K, dim)``."""
-    return predictions[:, : predictions.shape[1] - k, k - 1]
+class _StepScores(torch.autograd.Function):
+    """The scores of every step against the shared negatives, from ``predictions (batch, window, K, dim)``, the
+    window's targets ``z (batch, window, dim)`` and ``negatives (rows, N, dim)``, ``rows = batch * (window - 1)``.
 
+    Step k's predictions ``(batch, window - k, dim)``, flattened, sit at rows ``batch * (k - 1)`` onwards of
+    ``aligned (rows, K', dim)`` (the rows before are zero); its positives are ``z[:, k:]``. Returns the positive
+    scores ``(rows, K')`` in the targets' dtype and the negative ones ``(rows, N, K')`` in the predictions' (one
+    ``bmm``; bfloat16 under autocast, as autocast would run it). Rows before a step's first are scored, not valid.
 
-def _step_targets(z: torch.Tensor, k: int) -> torch.Tensor:
-    """Step k's positives ``(batch, window - k, dim)`` of the window's targets ``z (batch, window, dim)``."""
-    return z[:, k:]
-
-
-class _StepRows(torch.autograd.Function):
-    """``part(x, k) (batch, window - k, dim)`` of every step k laid out against the negatives' rows:
-    ``(batch * (window - 1), steps, dim)``, where row ``batch * (k - 1) + i`` of step k holds its i-th row
-    (flattened over batch and frames) and its first ``batch * (k - 1)`` rows are zero.
-
-    Autograd through per-step slices would build one full-size gradient per slice and add them up (a quarter of
-    a bfloat16 training step); this backward writes each step's gradient into place instead."""
+    Autograd through per-step slices and a laid-out copy of the positives would build one full-size gradient per
+    slice and add them up; this backward writes each step's gradient into place, and the positives' products are
+    taken step by step on small slices (docs/performance.md)."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, steps: int, part) -> torch.Tensor:
-        batch, length, dim = part(x, 1).shape
-        out = x.new_zeros(batch * length, steps, dim)
+    def forward(ctx, predictions: torch.Tensor, z: torch.Tensor, negatives: torch.Tensor, steps: int):
+        batch, window, _, dim = predictions.shape
+        aligned = predictions.new_empty(batch * (window - 1), steps, dim)
+        positive = z.new_zeros(aligned.shape[:2])
         for k in range(1, steps + 1):
-            out[batch * (k - 1) :, k - 1] = part(x, k).reshape(-1, dim)
-        ctx.shape, ctx.steps, ctx.part = x.shape, steps, part
-        return out
+            lead = batch * (k - 1)
+            aligned[:lead, k - 1] = 0
+            step = aligned[lead:, k - 1]
+            step.view(batch, window - k, dim).copy_(predictions[:, : window - k, k - 1])
+            positive[lead:, k - 1] = torch.linalg.vecdot(step.to(z.dtype), z[:, k:].reshape(-1, dim))
+        negatives = negatives.to(aligned.dtype)
+        negative = torch.bmm(negatives, aligned.transpose(1, 2))
+        ctx.save_for_backward(aligned, z, negatives)
+        ctx.predictions_shape = predictions.shape
+        return positive, negative
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        grad_x = grad.new_zeros(ctx.shape)
-        for k in range(1, ctx.steps + 1):
-            step = ctx.part(grad_x, k)
-            step += grad[step.shape[0] * (k - 1) :, k - 1].reshape(step.shape)
-        return grad_x, None, None
+    def backward(ctx, grad_positive: torch.Tensor, grad_negative: torch.Tensor):
+        aligned, z, negatives = ctx.saved_tensors
+        batch, window, _, dim = ctx.predictions_shape
+        steps = aligned.shape[1]
+        grad_negative = grad_negative.to(aligned.dtype)
+        grad_negatives = torch.bmm(grad_negative, aligned)  # (rows, N, dim)
+        grad_aligned = torch.bmm(grad_negative.transpose(1, 2), negatives)  # (rows, K', dim)
+        grad_predictions = aligned.new_empty(ctx.predictions_shape)
+        grad_predictions[:, :, steps:] = 0
+        grad_z = torch.zeros_like(z)
+        for k in range(1, steps + 1):
+            lead = batch * (k - 1)
+            weight = grad_positive[lead:, k - 1].reshape(batch, window - k, 1)
+            step = grad_predictions[:, :, k - 1]
+            step[:, window - k :] = 0
+            step[:, : window - k].copy_(grad_aligned[lead:, k - 1].view(batch, window - k, dim))
+            step[:, : window - k].addcmul_(weight, z[:, k:])
+            grad_z[:, k:].addcmul_(weight, aligned[lead:, k - 1].view(batch, window - k, dim))
+        return grad_predictions, grad_z, grad_negatives, None
 
 
 def info_nce_loop(context: torch.Tensor, target: torch.Tensor, predictor: nn.Linear, steps: int,

@@ -24,13 +24,11 @@ import numpy as np
 import torch
 
 from smooth_infomax import SmoothInfoMaxEncoder
-from smooth_infomax.config import preset
 from smooth_infomax.pieces import piece_groups
 from training.benchmarks.common import SAMPLE_RATE, mixed_durations_s, print_table, speech_like, write_json
 from training.benchmarks.extraction import difference, naive_features
 from training.benchmarks.flops import flops_per_audio_second
-from training.benchmarks.training_step import CROP_SAMPLES, loop_nce, predictor_only_nce, step_seconds
-from training.objective import GreedyObjective
+from training.benchmarks.training_step import CROP_SAMPLES, compare_formulations
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -105,23 +103,9 @@ def _row(path, dtype, seconds, audio_s, flops, ceilings, diff, peak_bytes) -> di
 
 def training_rows(args, device: torch.device) -> list[dict]:
     waveform = 0.1 * torch.randn(args.batch, 1, args.crop_samples, generator=torch.Generator().manual_seed(0))
-    waveform = waveform.to(device)
-    rows = []
-    for name in args.presets.split(","):
-        torch.manual_seed(0)
-        vectorised = GreedyObjective(preset(name)).to(device)
-        loop = GreedyObjective(preset(name), nce=loop_nce).to(device)
-        floor = GreedyObjective(preset(name), nce=predictor_only_nce).to(device)
-        loop.load_state_dict(vectorised.state_dict())
-        floor.load_state_dict(vectorised.state_dict())
-        bf16 = args.training_dtype == "bfloat16"
-        fast_s, fast_loss = step_seconds(vectorised, waveform, args.steps, bf16)
-        slow_s, slow_loss = step_seconds(loop, waveform, args.steps, bf16)
-        floor_s, _ = step_seconds(floor, waveform, args.steps, bf16)
-        rows.append({"preset": name, "steps_per_s": 1 / fast_s, "audio_s_per_s": args.batch * args.crop_samples
-                     / SAMPLE_RATE / fast_s, "loop_steps_per_s": 1 / slow_s, "step_speedup": slow_s / fast_s,
-                     "max_step_speedup": slow_s / floor_s, "loss": fast_loss, "loop_loss": slow_loss})
-    return rows
+    bf16 = args.training_dtype == "bfloat16"
+    return [compare_formulations(name, waveform.to(device), args.steps, bf16, loss_only=False)
+            for name in args.presets.split(",")]
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -2,9 +2,10 @@
 
     python -m training.benchmarks.training_step [--presets sim,gim_sim_repo] [--batch 8] [--steps 3] [--bf16] [--out F]
 
-For each preset: one Adam step of the greedy objective on ``batch`` crops of 20480 samples (the paper's crop),
-timed over ``steps`` steps after a warm-up, once with ``info_nce`` and once with ``info_nce_loop``; the two
-losses must agree on the same draws. Also the InfoNCE losses alone (forward and backward on fixed features).
+For each preset: one Adam step of the greedy objective on ``batch`` crops of 20480 samples (the paper's crop)
+with ``info_nce``, with ``info_nce_loop`` and with the floor (below), same weights and draws; after a warm-up the
+three take turns for ``steps`` rounds and each reports its median step, so that the ratios hold on a machine whose
+speed drifts. The two losses must agree. Also the InfoNCE losses alone (forward and backward on fixed features).
 Reports steps/s, audio-seconds/s and the ratios. ``--bf16`` runs every step under bfloat16 autocast (what
 training does on a GPU), so the conv stack, which dominates a float32 CPU step, costs less beside the losses.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import statistics
 from pathlib import Path
 
 import torch
@@ -45,36 +47,44 @@ def autocast(device: torch.device, bf16: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
 
-def step_seconds(objective: GreedyObjective, waveform: torch.Tensor, steps: int, bf16: bool = False
-                 ) -> tuple[float, float]:
-    """Mean wall seconds of one optimiser step (after a warm-up step), and the loss of the first timed step."""
-    optimizer = torch.optim.Adam(objective.parameters(), lr=1e-5)
-    losses = []
+def step_seconds(objectives: dict[str, GreedyObjective], waveform: torch.Tensor, steps: int, bf16: bool = False
+                 ) -> dict[str, tuple[float, float]]:
+    """Per objective: median wall seconds of one optimiser step, and the loss of its first timed step. After one
+    warm-up step each, the objectives take turns, one step at a time, so that a drift in the machine's speed
+    (about 20 % on a shared one) reaches every formulation alike instead of whichever ran during it."""
+    optimizers = {name: torch.optim.Adam(o.parameters(), lr=1e-5) for name, o in objectives.items()}
+    seconds, losses = {name: [] for name in objectives}, {name: [] for name in objectives}
 
-    def one_step() -> None:
+    def one_step(name: str) -> None:
         generators = Generators.seeded(0, waveform.device)
         with autocast(waveform.device, bf16):
-            loss, _ = objective(waveform, generators)
-        optimizer.zero_grad(set_to_none=True)
+            loss, _ = objectives[name](waveform, generators)
+        optimizers[name].zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+        optimizers[name].step()
+        losses[name].append(loss.item())  # .item() waits for the device
 
-    one_step()
-    seconds, _ = timed(lambda: [one_step() for _ in range(steps)])
-    return seconds / steps, losses[1]
+    for name in objectives:
+        one_step(name)
+    for _ in range(steps):
+        for name in objectives:
+            seconds[name].append(timed(lambda: one_step(name))[0])
+    return {name: (statistics.median(seconds[name]), losses[name][1]) for name in objectives}
 
 
-def loss_only_seconds(objective: GreedyObjective, waveform: torch.Tensor, steps: int, bf16: bool = False) -> float:
-    """Seconds per forward and backward of the InfoNCE losses alone, on features computed once."""
+def loss_only_seconds(objectives: dict[str, GreedyObjective], waveform: torch.Tensor, steps: int,
+                      bf16: bool = False) -> dict[str, float]:
+    """Per objective (same weights): median seconds of one forward and backward of the InfoNCE losses alone, on
+    features computed once; the objectives take turns as in ``step_seconds``."""
+    first = next(iter(objectives.values()))
     generators = Generators.seeded(0, waveform.device)
     with torch.no_grad(), autocast(waveform.device, bf16):
-        outputs = objective.encoder(waveform, generator=generators.noise)
+        outputs = first.encoder(waveform, generator=generators.noise)
     # both require grad, as in training: the targets' gradient (through positives and negatives) is part of the loss
     features = [(o.context.detach().requires_grad_(), o.target.detach().requires_grad_()) for o in outputs]
-    loss_config = objective.config.loss
+    loss_config = first.config.loss
 
-    def one_pass() -> None:
+    def one_pass(objective: GreedyObjective) -> None:
         draws = Generators.seeded(0, waveform.device).draws
         total = 0.0
         with autocast(waveform.device, bf16):
@@ -85,10 +95,39 @@ def loss_only_seconds(objective: GreedyObjective, waveform: torch.Tensor, steps:
                 total = total + objective.nce(context, target, predictor, loss_config.prediction_steps,
                                               loss_config.positive_window_frames, sampled).loss
         total.backward()
+        total.item()
 
-    one_pass()
-    seconds, _ = timed(lambda: [one_pass() for _ in range(steps)])
-    return seconds / steps
+    seconds = {name: [] for name in objectives}
+    for objective in objectives.values():
+        one_pass(objective)
+    for _ in range(steps):
+        for name, objective in objectives.items():
+            seconds[name].append(timed(lambda: one_pass(objective))[0])
+    return {name: statistics.median(each) for name, each in seconds.items()}
+
+
+def compare_formulations(name: str, waveform: torch.Tensor, steps: int, bf16: bool = False,
+                         loss_only: bool = True) -> dict:
+    """One preset's steps with the vectorised InfoNCE, the loop formulation and the floor, same weights and draws,
+    timed in turns (``step_seconds``); with ``loss_only``, also the two losses alone."""
+    torch.manual_seed(0)
+    vectorised = GreedyObjective(preset(name))
+    objectives = {"vectorised": vectorised, "loop": GreedyObjective(preset(name), nce=loop_nce),
+                  "floor": GreedyObjective(preset(name), nce=predictor_only_nce)}
+    for objective in objectives.values():
+        objective.load_state_dict(vectorised.state_dict())
+        objective.to(waveform.device)
+    steps_s = step_seconds(objectives, waveform, steps, bf16)
+    (fast_s, fast_loss), (slow_s, slow_loss), (floor_s, _) = steps_s.values()
+    audio_s = waveform.shape[0] * waveform.shape[-1] / SAMPLE_RATE
+    row = {"preset": name, "step_s": fast_s, "steps_per_s": 1 / fast_s, "audio_s_per_s": audio_s / fast_s,
+           "loop_step_s": slow_s, "loop_steps_per_s": 1 / slow_s, "step_speedup": slow_s / fast_s,
+           "floor_step_s": floor_s, "max_step_speedup": slow_s / floor_s, "loss": fast_loss, "loop_loss": slow_loss}
+    if loss_only:
+        nce_s = loss_only_seconds({k: objectives[k] for k in ("vectorised", "loop")}, waveform, steps, bf16)
+        row |= {"nce_s": nce_s["vectorised"], "loop_nce_s": nce_s["loop"],
+                "nce_speedup": nce_s["loop"] / nce_s["vectorised"]}
+    return row
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -104,24 +143,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     waveform = 0.1 * torch.randn(args.batch, 1, args.crop_samples, generator=torch.Generator().manual_seed(0))
-    audio_s = args.batch * args.crop_samples / SAMPLE_RATE
-    rows = []
-    for name in args.presets.split(","):
-        torch.manual_seed(0)
-        vectorised = GreedyObjective(preset(name))
-        loop = GreedyObjective(preset(name), nce=loop_nce)
-        floor = GreedyObjective(preset(name), nce=predictor_only_nce)
-        loop.load_state_dict(vectorised.state_dict())
-        floor.load_state_dict(vectorised.state_dict())
-        fast_s, fast_loss = step_seconds(vectorised, waveform, args.steps, args.bf16)
-        slow_s, slow_loss = step_seconds(loop, waveform, args.steps, args.bf16)
-        floor_s, _ = step_seconds(floor, waveform, args.steps, args.bf16)
-        fast_nce_s, slow_nce_s = (loss_only_seconds(o, waveform, args.steps, args.bf16) for o in (vectorised, loop))
-        rows.append({"preset": name, "step_s": fast_s, "steps_per_s": 1 / fast_s, "audio_s_per_s": audio_s / fast_s,
-                     "loop_step_s": slow_s, "step_speedup": slow_s / fast_s, "floor_step_s": floor_s,
-                     "max_step_speedup": slow_s / floor_s, "loss": fast_loss,
-                     "loop_loss": slow_loss, "nce_s": fast_nce_s, "loop_nce_s": slow_nce_s,
-                     "nce_speedup": slow_nce_s / fast_nce_s})
+    rows = [compare_formulations(name, waveform, args.steps, args.bf16) for name in args.presets.split(",")]
     print(f"batch {args.batch} x {args.crop_samples} samples, {'bfloat16 autocast' if args.bf16 else 'float32'}; "
           f"{machine()}")
     print_table(["preset", "steps/s", "audio-s/s", "loop steps/s", "step x", "floor steps/s", "max step x",
