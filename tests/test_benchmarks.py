@@ -3,6 +3,8 @@
 They run a tiny SIM-shaped model and short training crops: on a CPU without native bfloat16 (AVX2 only), the
 bfloat16 paths of the full-size preset run 10-50x slower than float32 and would take minutes here."""
 
+import statistics
+
 import torch
 from test_cli_common import tiny_model_fixture  # noqa: F401 (fixture)
 
@@ -22,10 +24,14 @@ def test_extraction_paths_agree_with_the_naive_loop(tmp_path, tiny_model):
 
 
 def test_training_step_losses_of_both_infonce_formulations_agree():
-    args = ["--presets", "gim", "--batch", "2", "--steps", "1", "--crop-samples", "8000"]
+    args = ["--presets", "gim", "--batch", "2", "--steps", "2", "--crop-samples", "8000"]
     [row] = training_step.main(args)["presets"]
     assert abs(row["loss"] - row["loop_loss"]) < 1e-4 * abs(row["loss"])
-    assert row["floor_step_s"] > 0 and row["max_step_speedup"] == row["loop_step_s"] / row["floor_step_s"]
+    each = row["seconds_each"]
+    assert all(len(seconds) == 2 and min(seconds) > 0 for seconds in each.values())
+    # ratios are taken within a round (the formulations take turns), then their median
+    assert row["max_step_speedup"] == statistics.median(s / f for s, f in zip(each["loop"], each["floor"]))
+    assert row["floor_step_s"] == statistics.median(each["floor"])
 
 
 def test_memory_benchmark_measures_a_real_run():

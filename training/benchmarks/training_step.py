@@ -48,10 +48,10 @@ def autocast(device: torch.device, bf16: bool):
 
 
 def step_seconds(objectives: dict[str, GreedyObjective], waveform: torch.Tensor, steps: int, bf16: bool = False
-                 ) -> dict[str, tuple[float, float]]:
-    """Per objective: median wall seconds of one optimiser step, and the loss of its first timed step. After one
-    warm-up step each, the objectives take turns, one step at a time, so that a drift in the machine's speed
-    (about 20 % on a shared one) reaches every formulation alike instead of whichever ran during it."""
+                 ) -> dict[str, tuple[list[float], float]]:
+    """Per objective: the wall seconds of each timed optimiser step, and the loss of the first. After one warm-up
+    step each, the objectives take turns, one step at a time, so that a drift in the machine's speed (about 20 %
+    on a shared one) reaches every formulation alike instead of whichever ran during it."""
     optimizers = {name: torch.optim.Adam(o.parameters(), lr=1e-5) for name, o in objectives.items()}
     seconds, losses = {name: [] for name in objectives}, {name: [] for name in objectives}
 
@@ -69,12 +69,12 @@ def step_seconds(objectives: dict[str, GreedyObjective], waveform: torch.Tensor,
     for _ in range(steps):
         for name in objectives:
             seconds[name].append(timed(lambda: one_step(name))[0])
-    return {name: (statistics.median(seconds[name]), losses[name][1]) for name in objectives}
+    return {name: (seconds[name], losses[name][1]) for name in objectives}
 
 
 def loss_only_seconds(objectives: dict[str, GreedyObjective], waveform: torch.Tensor, steps: int,
-                      bf16: bool = False) -> dict[str, float]:
-    """Per objective (same weights): median seconds of one forward and backward of the InfoNCE losses alone, on
+                      bf16: bool = False) -> dict[str, list[float]]:
+    """Per objective (same weights): the seconds of each forward and backward of the InfoNCE losses alone, on
     features computed once; the objectives take turns as in ``step_seconds``."""
     first = next(iter(objectives.values()))
     generators = Generators.seeded(0, waveform.device)
@@ -103,13 +103,14 @@ def loss_only_seconds(objectives: dict[str, GreedyObjective], waveform: torch.Te
     for _ in range(steps):
         for name, objective in objectives.items():
             seconds[name].append(timed(lambda: one_pass(objective))[0])
-    return {name: statistics.median(each) for name, each in seconds.items()}
+    return seconds
 
 
 def compare_formulations(name: str, waveform: torch.Tensor, steps: int, bf16: bool = False,
                          loss_only: bool = True) -> dict:
     """One preset's steps with the vectorised InfoNCE, the loop formulation and the floor, same weights and draws,
-    timed in turns (``step_seconds``); with ``loss_only``, also the two losses alone."""
+    timed in turns (``step_seconds``); with ``loss_only``, also the two losses alone. Times are medians over the
+    rounds; each speed-up is the median of its rounds' ratios, which a slow minute spoils less."""
     torch.manual_seed(0)
     vectorised = GreedyObjective(preset(name))
     objectives = {"vectorised": vectorised, "loop": GreedyObjective(preset(name), nce=loop_nce),
@@ -117,17 +118,23 @@ def compare_formulations(name: str, waveform: torch.Tensor, steps: int, bf16: bo
     for objective in objectives.values():
         objective.load_state_dict(vectorised.state_dict())
         objective.to(waveform.device)
-    steps_s = step_seconds(objectives, waveform, steps, bf16)
-    (fast_s, fast_loss), (slow_s, slow_loss), (floor_s, _) = steps_s.values()
+    (fast, fast_loss), (slow, slow_loss), (floor, _) = step_seconds(objectives, waveform, steps, bf16).values()
+    fast_s, slow_s, floor_s = (statistics.median(each) for each in (fast, slow, floor))
     audio_s = waveform.shape[0] * waveform.shape[-1] / SAMPLE_RATE
     row = {"preset": name, "step_s": fast_s, "steps_per_s": 1 / fast_s, "audio_s_per_s": audio_s / fast_s,
-           "loop_step_s": slow_s, "loop_steps_per_s": 1 / slow_s, "step_speedup": slow_s / fast_s,
-           "floor_step_s": floor_s, "max_step_speedup": slow_s / floor_s, "loss": fast_loss, "loop_loss": slow_loss}
+           "loop_step_s": slow_s, "loop_steps_per_s": 1 / slow_s, "step_speedup": median_ratio(slow, fast),
+           "floor_step_s": floor_s, "max_step_speedup": median_ratio(slow, floor), "loss": fast_loss,
+           "loop_loss": slow_loss, "seconds_each": {"vectorised": fast, "loop": slow, "floor": floor}}
     if loss_only:
-        nce_s = loss_only_seconds({k: objectives[k] for k in ("vectorised", "loop")}, waveform, steps, bf16)
-        row |= {"nce_s": nce_s["vectorised"], "loop_nce_s": nce_s["loop"],
-                "nce_speedup": nce_s["loop"] / nce_s["vectorised"]}
+        nce = loss_only_seconds({k: objectives[k] for k in ("vectorised", "loop")}, waveform, steps, bf16)
+        row |= {"nce_s": statistics.median(nce["vectorised"]), "loop_nce_s": statistics.median(nce["loop"]),
+                "nce_speedup": median_ratio(nce["loop"], nce["vectorised"])}
     return row
+
+
+def median_ratio(numerators: list[float], denominators: list[float]) -> float:
+    """Median over rounds of ``numerator / denominator`` (the two timed in the same round)."""
+    return statistics.median(n / d for n, d in zip(numerators, denominators))
 
 
 def main(argv: list[str] | None = None) -> dict:
