@@ -1,4 +1,5 @@
-"""Shared pieces of the benchmark scripts: a mixed-length corpus, timers, matmul rates and table printing."""
+"""Shared pieces of the benchmark scripts: a mixed-length corpus, timers (one call; calls taking turns), matmul rates
+and table printing."""
 
 from __future__ import annotations
 
@@ -54,6 +55,19 @@ def timed(fn: Callable[[], object]) -> tuple[float, object]:
     start = time.perf_counter()
     result = fn()
     return time.perf_counter() - start, result
+
+
+def in_turns(calls: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
+    """Wall seconds of each timed call: every call once to warm up, then ``rounds`` rounds of one call each, so
+    that a drift in the machine's speed (about 20 % on a shared one) reaches every call alike instead of
+    whichever ran during it."""
+    for call in calls.values():
+        call()
+    seconds = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            seconds[name].append(timed(call)[0])
+    return seconds
 
 
 def matmul_rate_gflops(dtype: torch.dtype, max_size: int = 4096, min_call_s: float = 0.1, repeats: int = 5) -> float:

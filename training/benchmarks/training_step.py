@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import statistics
 from pathlib import Path
 
 import torch
 
 from smooth_infomax.config import preset
-from training.benchmarks.common import SAMPLE_RATE, machine, print_table, timed, write_json
+from training.benchmarks.common import SAMPLE_RATE, in_turns, machine, print_table, write_json
 from training.losses import InfoNCEResult, draw_infonce, info_nce_loop
 from training.objective import Generators, GreedyObjective
 
@@ -48,12 +49,11 @@ def autocast(device: torch.device, bf16: bool):
 
 
 def step_seconds(objectives: dict[str, GreedyObjective], waveform: torch.Tensor, steps: int, bf16: bool = False
-                 ) -> dict[str, tuple[list[float], float]]:
-    """Per objective: the wall seconds of each timed optimiser step, and the loss of the first. After one warm-up
-    step each, the objectives take turns, one step at a time, so that a drift in the machine's speed (about 20 %
-    on a shared one) reaches every formulation alike instead of whichever ran during it."""
+                 ) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Per objective, the seconds of each of ``steps`` optimiser steps taken in turns (``in_turns``) and the loss
+    of the first timed one."""
     optimizers = {name: torch.optim.Adam(o.parameters(), lr=1e-5) for name, o in objectives.items()}
-    seconds, losses = {name: [] for name in objectives}, {name: [] for name in objectives}
+    losses = {name: [] for name in objectives}
 
     def one_step(name: str) -> None:
         generators = Generators.seeded(0, waveform.device)
@@ -64,18 +64,14 @@ def step_seconds(objectives: dict[str, GreedyObjective], waveform: torch.Tensor,
         optimizers[name].step()
         losses[name].append(loss.item())  # .item() waits for the device
 
-    for name in objectives:
-        one_step(name)
-    for _ in range(steps):
-        for name in objectives:
-            seconds[name].append(timed(lambda: one_step(name))[0])
-    return {name: (seconds[name], losses[name][1]) for name in objectives}
+    seconds = in_turns({name: functools.partial(one_step, name) for name in objectives}, steps)
+    return seconds, {name: each[1] for name, each in losses.items()}
 
 
 def loss_only_seconds(objectives: dict[str, GreedyObjective], waveform: torch.Tensor, steps: int,
                       bf16: bool = False) -> dict[str, list[float]]:
     """Per objective (same weights): the seconds of each forward and backward of the InfoNCE losses alone, on
-    features computed once; the objectives take turns as in ``step_seconds``."""
+    features computed once, taken in turns (``in_turns``)."""
     first = next(iter(objectives.values()))
     generators = Generators.seeded(0, waveform.device)
     with torch.no_grad(), autocast(waveform.device, bf16):
@@ -97,13 +93,7 @@ def loss_only_seconds(objectives: dict[str, GreedyObjective], waveform: torch.Te
         total.backward()
         total.item()
 
-    seconds = {name: [] for name in objectives}
-    for objective in objectives.values():
-        one_pass(objective)
-    for _ in range(steps):
-        for name, objective in objectives.items():
-            seconds[name].append(timed(lambda: one_pass(objective))[0])
-    return seconds
+    return in_turns({name: functools.partial(one_pass, o) for name, o in objectives.items()}, steps)
 
 
 def compare_formulations(name: str, waveform: torch.Tensor, steps: int, bf16: bool = False,
@@ -118,13 +108,14 @@ def compare_formulations(name: str, waveform: torch.Tensor, steps: int, bf16: bo
     for objective in objectives.values():
         objective.load_state_dict(vectorised.state_dict())
         objective.to(waveform.device)
-    (fast, fast_loss), (slow, slow_loss), (floor, _) = step_seconds(objectives, waveform, steps, bf16).values()
+    seconds, losses = step_seconds(objectives, waveform, steps, bf16)
+    fast, slow, floor = (seconds[name] for name in ("vectorised", "loop", "floor"))
     fast_s, slow_s, floor_s = (statistics.median(each) for each in (fast, slow, floor))
     audio_s = waveform.shape[0] * waveform.shape[-1] / SAMPLE_RATE
     row = {"preset": name, "step_s": fast_s, "steps_per_s": 1 / fast_s, "audio_s_per_s": audio_s / fast_s,
            "loop_step_s": slow_s, "loop_steps_per_s": 1 / slow_s, "step_speedup": median_ratio(slow, fast),
-           "floor_step_s": floor_s, "max_step_speedup": median_ratio(slow, floor), "loss": fast_loss,
-           "loop_loss": slow_loss, "seconds_each": {"vectorised": fast, "loop": slow, "floor": floor}}
+           "floor_step_s": floor_s, "max_step_speedup": median_ratio(slow, floor), "loss": losses["vectorised"],
+           "loop_loss": losses["loop"], "seconds_each": seconds}
     if loss_only:
         nce = loss_only_seconds({k: objectives[k] for k in ("vectorised", "loop")}, waveform, steps, bf16)
         row |= {"nce_s": statistics.median(nce["vectorised"]), "loop_nce_s": statistics.median(nce["loop"]),
