@@ -8,6 +8,7 @@ DataLoader workers nor a restart changes what a step trains on.
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Iterator, Sequence
 
@@ -46,10 +47,47 @@ class StepBatches(Sampler[list[tuple[int, int]]]):
             yield [(epoch, int(i)) for i in rows]
 
 
+class MixedCrops(Dataset):
+    """Several ``CropDataset``s as one, each given a share of every epoch's items.
+
+    An epoch holds ``ceil(len(corpus) / share)`` items for the corpus that needs most, and every corpus fills its
+    share of them by visiting its utterances in order, wrapping around when the share exceeds its size. The
+    ``r``-th visit of an utterance in epoch ``e`` takes the crop of the corpus's epoch ``e * visits + r``, so
+    repeated utterances get new crops and the result stays a function of ``(seed, epoch, index)``.
+    """
+
+    def __init__(self, corpora: Sequence[CropDataset], shares: Sequence[float]):
+        if len(corpora) != len(shares) or not math.isclose(sum(shares), 1.0) or min(shares) <= 0:
+            raise ValueError(f"need one positive share per corpus, summing to 1; got {list(shares)}")
+        self.corpora = list(corpora)
+        total = max(math.ceil(len(c) / share) for c, share in zip(corpora, shares) if len(c))
+        self.counts = [round(total * share) for share in shares]
+        self.starts = [sum(self.counts[:i]) for i in range(len(self.counts))]
+        self.visits = [math.ceil(n / len(c)) if len(c) else 0 for n, c in zip(self.counts, corpora)]
+        empty = [i for i, (n, c) in enumerate(zip(self.counts, corpora)) if n and not len(c)]
+        if empty:
+            raise ValueError(f"corpus {empty[0]} has no utterances but a share of the batches")
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return sum(self.counts)
+
+    def __getitem__(self, index: int):
+        corpus = max(i for i, start in enumerate(self.starts) if index >= start)
+        position = index - self.starts[corpus]
+        crops = self.corpora[corpus]
+        visit, item = divmod(position, len(crops))
+        crops.set_epoch(self.epoch * self.visits[corpus] + visit)
+        return crops[item]
+
+
 class EpochCrops(Dataset):
     """A ``CropDataset`` indexed by ``(epoch, index)``, so each worker draws the crop of the right epoch."""
 
-    def __init__(self, crops: CropDataset):
+    def __init__(self, crops: CropDataset | MixedCrops):
         self.crops = crops
 
     def __len__(self) -> int:
@@ -61,6 +99,6 @@ class EpochCrops(Dataset):
         return self.crops[index]
 
 
-def step_loader(crops: CropDataset, sampler: StepBatches, num_workers: int) -> DataLoader:
+def step_loader(crops: CropDataset | MixedCrops, sampler: StepBatches, num_workers: int) -> DataLoader:
     return DataLoader(EpochCrops(crops), batch_sampler=sampler, num_workers=num_workers, worker_init_fn=seed_worker,
                       persistent_workers=False, pin_memory=False)

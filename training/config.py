@@ -26,11 +26,17 @@ class TrainConfig:
     ``steps`` counts optimiser updates, unless ``epochs`` > 0 (then the run lasts that many passes over the
     training utterances); ``batch_size`` is per process. ``val_fraction`` of the training
     utterances (chosen by a hash of their ids, so stable) is held out for validation.
+
+    ``mix`` adds corpora to ``data_root``: ``{root: share}`` gives each extra corpus that share of every epoch's
+    crops (the rest come from ``data_root``); a corpus smaller than its share is visited several times per epoch,
+    each time with new crops. ``bf16`` turns on bfloat16 autocast on a GPU; on a CPU only ``bf16_cpu`` does, and
+    only where the CPU computes bfloat16 natively (AVX-512 BF16 or AMX), since elsewhere it is slower than float32.
     """
 
     preset: str = "sim"
     model: dict[str, Any] = field(default_factory=dict)
     data_root: str = "data/synth"
+    mix: dict[str, float] = field(default_factory=dict)
     train_split: str = "train_split.txt"
     val_fraction: float = 0.05
     crop_samples: int = 20480
@@ -48,6 +54,7 @@ class TrainConfig:
     out_dir: str = "runs/sim"
     device: str = "auto"
     bf16: bool = True
+    bf16_cpu: bool = False
     deterministic: bool = False
     tensorboard: bool = True
 
@@ -59,6 +66,7 @@ class TrainConfig:
             "val_batches": self.val_batches >= 1, "log_every": self.log_every >= 1,
             "val_fraction": 0.0 < self.val_fraction < 1.0, "lr_decay": 0.0 < self.lr_decay <= 1.0,
             "device": self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda"),
+            "mix": all(share > 0 for share in self.mix.values()) and sum(self.mix.values()) < 1.0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
