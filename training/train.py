@@ -103,10 +103,15 @@ def total_training_steps(config: TrainConfig, n_train: int, world: int) -> int:
     return config.epochs * (n_train // (config.batch_size * world))
 
 
+def compute_dtype(config: TrainConfig, device: torch.device) -> torch.dtype:
+    """bfloat16 where the config asks for it and the device computes it natively, else float32."""
+    wanted = config.bf16 if device.type == "cuda" else config.bf16_cpu and cpu_has_native_bf16()
+    return torch.bfloat16 if wanted else torch.float32
+
+
 def _autocast(config: TrainConfig, process: Process):
-    if process.device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.bf16)
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16_cpu and cpu_has_native_bf16())
+    dtype = compute_dtype(config, process.device)
+    return torch.autocast(process.device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16)
 
 
 def cpu_has_native_bf16() -> bool:
@@ -215,6 +220,7 @@ def _checkpoint(run_dir, step, elapsed_s, config, objective, optimizer, schedule
         "elapsed_s": elapsed_s, "world": process.world, "random": states_by_rank,
         "train_config": config.to_json(), "encoder_config": objective.encoder.config.to_json(),
         "device": _device_name(process.device),
+        "precision": str(compute_dtype(config, process.device)).removeprefix("torch."),
     }
     save_checkpoint(checkpoint_path(run_dir, step), payload)
 

@@ -201,7 +201,7 @@ def _write_index(out: Path, rows: list[dict], packages: dict, eval_fraction: flo
     manifest = {"format_version": FORMAT_VERSION, "eval_fraction": eval_fraction, "packages": packages,
                 "utterances": {s: sum(r["split"] == s for r in rows) for s in ("train", "test")}, "hours": hours,
                 "speakers": sorted({r["id"].split("-")[0] for r in rows}),
-                "excluded": {"reserved_packages": list(RESERVED_PACKAGES), "reserved_folders": RESERVED_FOLDERS,
+                "excluded": {"reserved_packages": list(RESERVED_PACKAGES), "reserved_folders": {k: list(v) for k, v in RESERVED_FOLDERS.items()},
                              "non_speech_folders": list(NON_SPEECH_FOLDERS),
                              "non_speech_prompts": "prompts whose English transcript is in [brackets] (tones)",
                              "shorter_than_bytes": MIN_G722_BYTES}}

@@ -1,0 +1,80 @@
+"""Training on a mix of corpora (MixedCrops, TrainConfig.mix) and bfloat16 autocast on CPUs that have it."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from data_fixtures import tiny_corpus
+from training.batches import MixedCrops
+from training.checkpoint import latest_checkpoint, load_checkpoint
+from training.config import TrainConfig
+from training.data.librispeech import CorpusPaths, CropDataset, read_split
+from training.train import build_datasets, cpu_has_native_bf16, train
+from test_training import read_losses, small_config
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory):
+    first = tiny_corpus(tmp_path_factory)
+    second = tmp_path_factory.mktemp("second") / "corpus"
+    shutil.copytree(first, second)
+    return first, second
+
+
+def _crops(root, n=None, seed=0):
+    paths = CorpusPaths(root)
+    ids = read_split(paths.split("train_split"))[:n]
+    return CropDataset(paths.audio_dir, ids, crop_samples=4000, seed=seed)
+
+
+def test_shares_repeat_the_smaller_corpus_with_new_crops(corpora):
+    big, small = _crops(corpora[0]), _crops(corpora[1], n=2)
+    mixed = MixedCrops([big, small], [0.5, 0.5])
+    assert mixed.counts == [len(big), len(big)] and mixed.visits[1] == len(big) // 2 + len(big) % 2
+    items = [mixed[i] for i in range(len(mixed))]
+    first, second = items[:len(big)], items[len(big):]
+    assert [i.utterance_id for i in first] == big.utterance_ids
+    assert {i.utterance_id for i in second} == set(small.utterance_ids)
+    same_utterance = [i for i in second if i.utterance_id == small.utterance_ids[0]]
+    assert len({i.offset_samples for i in same_utterance}) > 1  # revisits take new crops
+    mixed.set_epoch(1)
+    again = [mixed[i].offset_samples for i in range(len(mixed))]
+    mixed.set_epoch(0)
+    assert [mixed[i].offset_samples for i in range(len(mixed))] == [i.offset_samples for i in items]
+    assert again != [i.offset_samples for i in items]
+
+
+def test_uneven_shares_and_bad_shares(corpora):
+    big, small = _crops(corpora[0]), _crops(corpora[1], n=2)
+    mixed = MixedCrops([big, small], [0.75, 0.25])
+    assert abs(mixed.counts[1] / len(mixed) - 0.25) < 0.1 and mixed.counts[0] >= len(big)
+    with pytest.raises(ValueError, match="summing to 1"):
+        MixedCrops([big, small], [0.5, 0.6])
+    with pytest.raises(ValueError, match="mix"):
+        TrainConfig(mix={"data/real": 1.0})
+
+
+def test_training_on_a_mix_reads_both_corpora_and_resumes_exactly(corpora, tmp_path):
+    config = small_config(corpora[0], tmp_path / "straight", steps=4, checkpoint_every=2, mix={str(corpora[1]): 0.5})
+    crops, _ = build_datasets(config)
+    assert isinstance(crops, MixedCrops) and len(crops.corpora) == 2
+    assert {str(c.audio_dir) for c in crops.corpora} == {str(CorpusPaths(r).audio_dir) for r in corpora}
+    straight = train(config)
+    train(config.replace(out_dir=str(tmp_path / "halves"), steps=2))
+    train(config.replace(out_dir=str(tmp_path / "halves")), resume=True)
+    a, b = (load_checkpoint(latest_checkpoint(d)) for d in (straight, tmp_path / "halves"))
+    for key in a["encoder"]:
+        assert torch.equal(a["encoder"][key], b["encoder"][key]), key
+    assert len(read_losses(straight)) == 4
+
+
+@pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no native bfloat16 (AVX-512 BF16 or AMX)")
+def test_bf16_cpu_trains_under_autocast(corpora, tmp_path):
+    run_dir = train(small_config(corpora[0], tmp_path / "bf16", steps=3, bf16_cpu=True))
+    state = load_checkpoint(latest_checkpoint(run_dir))
+    assert state["precision"] == "bfloat16"
+    assert np.isfinite(read_losses(run_dir)).all()
+    float32 = load_checkpoint(latest_checkpoint(train(small_config(corpora[0], tmp_path / "f32", steps=3))))
+    assert float32["precision"] == "float32"
