@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import pickle
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,10 +104,17 @@ def convert_checkpoint(checkpoint: str | Path, out_dir: str | Path, preset_name:
     from .hub import LoadError, load_state_dict_strict
 
     checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise LoadError(f"{checkpoint}: no such file")
     try:
         reference = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "GLOBAL" not in str(err):  # torch names the class or function the file would have imported
+            raise LoadError(f"{checkpoint}: not a PyTorch tensor checkpoint (unreadable pickle stream)") from None
+        raise LoadError(f"{checkpoint}: holds objects other than tensors and plain containers; such files are never "
+                        "unpickled here, because unpickling can execute arbitrary code") from None
     except Exception as err:  # torch raises several types for non-checkpoints
-        raise LoadError(f"{checkpoint}: not a plain tensor checkpoint ({type(err).__name__}: {err})") from None
+        raise LoadError(f"{checkpoint}: not a PyTorch tensor checkpoint ({type(err).__name__})") from None
     if not isinstance(reference, dict):
         raise LoadError(f"{checkpoint}: expected a state dict, found {type(reference).__name__}")
     conversion = convert_state_dict(reference, preset_name)
@@ -125,7 +134,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("out_dir", help="folder to write config.json, model.safetensors and README.md to")
     parser.add_argument("--preset", required=True, choices=["sim", "gim_sim_repo", "gim", "cpc"])
     args = parser.parse_args(argv)
-    _, conversion = convert_checkpoint(args.checkpoint, args.out_dir, args.preset)
+    from .hub import LoadError
+
+    try:
+        _, conversion = convert_checkpoint(args.checkpoint, args.out_dir, args.preset)
+    except (LoadError, ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
     print(f"wrote {args.out_dir} ({len(conversion.state_dict)} tensors)")
     for key, why in sorted(conversion.dropped.items()):
         print(f"dropped {key}: {why}")

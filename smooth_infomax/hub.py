@@ -79,6 +79,8 @@ def from_pretrained(
     """See ``SmoothInfoMaxEncoder.from_pretrained``."""
     folder, source, resolved = _resolve(name_or_path, revision, cache_dir, local_files_only, token)
     config = _read_config(folder / CONFIG_NAME)
+    with torch.device("meta"):  # shapes only: a folder whose weights do not match allocates nothing
+        check_weights_header(cls(config).state_dict(), folder / WEIGHTS_NAME)
     model = cls(config)
     _load_weights(model, folder / WEIGHTS_NAME)
     model.name_or_path, model.revision = source, resolved
@@ -132,8 +134,24 @@ def _read_config(path: Path) -> EncoderConfig:
         raise LoadError(str(err)) from None
 
 
+def check_weights_header(expected: dict[str, torch.Tensor], path: Path) -> None:
+    """Check the keys, shapes and dtypes in the safetensors header of ``path`` against ``expected`` (a state dict,
+    on the meta device is enough) without reading a tensor; raise one ``LoadError`` listing every problem."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as weights:
+            header = {key: weights.get_slice(key) for key in weights.keys()}
+            shapes = {key: tuple(piece.get_shape()) for key, piece in header.items()}
+            dtypes = {key: piece.get_dtype() for key, piece in header.items()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise LoadError(f"{path}: not a valid safetensors file ({err}). {_REFUSAL}") from None
+    _raise_mismatches(expected, shapes, dtypes, str(path))
+
+
 def _load_weights(model: torch.nn.Module, path: Path) -> None:
-    """Strictly load ``path`` into ``model``: every key present, none extra, every shape equal."""
+    """Strictly load ``path`` into ``model``: every key present, none extra, every shape and dtype kind equal,
+    every value finite."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -144,20 +162,45 @@ def _load_weights(model: torch.nn.Module, path: Path) -> None:
     load_state_dict_strict(model, tensors, str(path))
 
 
+_SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.int64: "I64"}
+_FLOAT_WEIGHTS = ("F32", "F16", "BF16")
+"""The float dtypes ``save_pretrained`` writes; a float weight stored as anything else is refused, not cast."""
+
+
 def load_state_dict_strict(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
-    """Load ``tensors`` into ``model`` only if every key is present, none is extra and every shape is equal;
+    """Load ``tensors`` into ``model`` only if every key is present, none is extra, every shape is equal, float
+    weights are float32/float16/bfloat16 (other tensors exactly the model's dtype) and every value is finite;
     otherwise raise one ``LoadError`` listing all problems."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    shapes = [f"{k}: file {tuple(tensors[k].shape)} vs model {tuple(v.shape)}"
-              for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape]
+    shapes = {key: tuple(t.shape) for key, t in tensors.items()}
+    dtypes = {key: _SAFETENSORS_DTYPES.get(t.dtype, str(t.dtype)) for key, t in tensors.items()}
+    _raise_mismatches(model.state_dict(), shapes, dtypes, source)
+    not_finite = [key for key, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if not_finite:
+        raise LoadError(f"{source}: weights hold NaN or infinite values: {not_finite[:5]}"
+                        f"{' and more' if len(not_finite) > 5 else ''}")
+    model.load_state_dict(tensors, strict=True)
+
+
+def _raise_mismatches(expected: dict[str, torch.Tensor], shapes: dict[str, tuple], dtypes: dict[str, str],
+                      source: str) -> None:
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(set(shapes) - set(expected))
+    wrong_shapes = [f"{k}: file {shapes[k]} vs model {tuple(v.shape)}"
+                    for k, v in expected.items() if k in shapes and shapes[k] != tuple(v.shape)]
+    wrong_dtypes = [f"{k}: {dtypes[k]}" for k, v in expected.items() if k in dtypes and not _dtype_ok(v, dtypes[k])]
     problems = [f"missing keys {missing}" if missing else "", f"unexpected keys {unexpected}" if unexpected else "",
-                f"wrong shapes [{'; '.join(shapes)}]" if shapes else ""]
+                f"wrong shapes [{'; '.join(wrong_shapes)}]" if wrong_shapes else "",
+                f"wrong dtypes (float weights must be {'/'.join(_FLOAT_WEIGHTS)}) [{'; '.join(wrong_dtypes)}]"
+                if wrong_dtypes else ""]
     problems = [p for p in problems if p]
     if problems:
         raise LoadError(f"{source} does not match its config: " + ", ".join(problems))
-    model.load_state_dict(tensors, strict=True)
+
+
+def _dtype_ok(expected: torch.Tensor, stored: str) -> bool:
+    if expected.is_floating_point():
+        return stored in _FLOAT_WEIGHTS
+    return stored == _SAFETENSORS_DTYPES.get(expected.dtype, str(expected.dtype))
 
 
 def push_to_hub(
