@@ -8,7 +8,7 @@ import statistics
 import torch
 from test_cli_common import tiny_model_fixture  # noqa: F401 (fixture)
 
-from training.benchmarks import extraction, gpu, memory, training_step
+from training.benchmarks import extraction, gpu, memory, precision, training_step
 
 
 def test_extraction_paths_agree_with_the_naive_loop(tmp_path, tiny_model):
@@ -55,3 +55,11 @@ def test_the_prepared_gpu_script_runs_on_the_cpu(tmp_path, tiny_model):
     assert result["training_dtype"] == training_dtype
     assert abs(step["loss"] - step["loop_loss"]) < 1e-2 * abs(step["loss"])
     assert set(result["matmul_gflops"]) == {"float32", "bfloat16"} and (tmp_path / "g.json").exists()
+
+
+def test_precision_benchmark_times_both_dtypes_on_the_same_step():
+    result = precision.main(["--presets", "gim_sim_repo", "--batch", "2", "--steps", "2", "--crop-samples", "4000"])
+    row = result["presets"]["gim_sim_repo"]
+    assert all(len(each) == 2 and min(each) > 0 for each in row["seconds_each"].values())
+    float32, bfloat16 = row["first_loss"]["float32"], row["first_loss"]["bfloat16"]
+    assert float32 != bfloat16 and abs(float32 - bfloat16) < 0.05 * abs(float32)  # same step, other precision

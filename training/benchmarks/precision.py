@@ -25,12 +25,14 @@ from training.objective import Generators, GreedyObjective
 from training.train import cpu_has_native_bf16
 
 
-def step_rounds(preset_name: str, waveform: torch.Tensor, steps: int) -> dict[str, list[float]]:
-    """Seconds of each of ``steps`` rounds of a float32 and a bfloat16 Adam step, taken in turns."""
+def step_rounds(preset_name: str, waveform: torch.Tensor, steps: int) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Seconds of each of ``steps`` rounds of a float32 and a bfloat16 Adam step, taken in turns, and each copy's
+    first loss (same weights and crops, so they differ only by precision)."""
     torch.manual_seed(0)
     float32 = GreedyObjective(preset(preset_name)).train()
     objectives = {"float32": float32, "bfloat16": copy.deepcopy(float32)}
     optimizers = {name: torch.optim.Adam(o.parameters(), lr=1e-5) for name, o in objectives.items()}
+    losses: dict[str, list[float]] = {name: [] for name in objectives}
 
     def one_step(name: str) -> None:
         with autocast(waveform.device, name == "bfloat16"):
@@ -38,11 +40,13 @@ def step_rounds(preset_name: str, waveform: torch.Tensor, steps: int) -> dict[st
         optimizers[name].zero_grad(set_to_none=True)
         loss.backward()
         optimizers[name].step()
+        losses[name].append(loss.item())
 
-    return in_turns({name: functools.partial(one_step, name) for name in objectives}, steps)
+    seconds = in_turns({name: functools.partial(one_step, name) for name in objectives}, steps)
+    return seconds, {name: each[0] for name, each in losses.items()}
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m training.benchmarks.precision", description=__doc__.split("\n")[0])
     parser.add_argument("--presets", default="sim,gim_sim_repo")
     parser.add_argument("--batch", type=int, default=8)
@@ -59,15 +63,16 @@ def main(argv: list[str] | None = None) -> None:
     rows, result = [], {"machine": machine(), "native_bf16": cpu_has_native_bf16(), "batch": args.batch,
                         "crop_samples": args.crop_samples, "presets": {}}
     for name in args.presets.split(","):
-        seconds = step_rounds(name, waveform, args.steps)
+        seconds, first_loss = step_rounds(name, waveform, args.steps)
         ratio = statistics.median(a / b for a, b in zip(seconds["float32"], seconds["bfloat16"]))
         median = {dtype: statistics.median(each) for dtype, each in seconds.items()}
-        result["presets"][name] = {"seconds_each": seconds, "bf16_speedup": ratio}
+        result["presets"][name] = {"seconds_each": seconds, "bf16_speedup": ratio, "first_loss": first_loss}
         rows.append([name, *(f"{1 / median[d]:.3f} / {audio_s / median[d]:.1f}" for d in ("float32", "bfloat16")),
                      f"{ratio:.2f}x"])
     print(f"{result['machine']}, native bfloat16: {result['native_bf16']}, batch {args.batch} x {args.crop_samples}")
     print_table(["preset", "float32 steps/s / audio-s/s", "bfloat16 steps/s / audio-s/s", "bf16 speed-up"], rows)
     write_json(args.out, result)
+    return result
 
 
 if __name__ == "__main__":
