@@ -1,8 +1,11 @@
 """``sim-extract``: Smooth InfoMax features for every audio file under a folder (see ``docs/cli.md``).
 
 Exit codes: 0 when every input of this shard is complete (written now or already up to date; also with no
-input at all), 1 when at least one input failed (listed in the summary and in ``failures.jsonl``), 2 for usage
-and setup errors (bad option, missing IN_DIR, a model that cannot be loaded); nothing is written then.
+input at all), 1 when at least one input failed (listed in the summary and in ``failures.jsonl``; a folder that
+cannot be listed counts as one), 2 for usage and setup errors (bad option, missing IN_DIR, OUT_DIR == IN_DIR, a
+bad ``--manifest`` line, OUT_DIR holding outputs made with other settings without ``--force``, a model that
+cannot be loaded); nothing is written then. 130 after Ctrl-C (``SIGINT``): the summary of what was done is
+printed and this run's temporary files are removed.
 
 This module only parses options; the work is done by ``smooth_infomax.extraction.run``.
 """
@@ -76,7 +79,9 @@ def _parsed(parser):
 @click.option("--bf16", is_flag=True, help="Compute under bfloat16 autocast (faster on recent hardware; "
               "results differ slightly, so outputs are fingerprinted separately).")
 @click.option("--skip-existing/--force", default=True, show_default=True,
-              help="Skip inputs whose output is up to date (same input and settings), or recompute everything.")
+              help="Skip inputs whose output is up to date (same input and settings), or recompute everything. "
+              "Outputs made with other settings stop the run (exit 2) unless --force is given; --force replaces "
+              "them.")
 @click.option("--dry-run", is_flag=True, help="Print what would be computed and the disk estimate; write nothing.")
 @click.option("--shard", callback=_parsed(parse_shard), metavar="I/N",
               help="Process only shard I of N (0-based); under torchrun each rank takes its own sub-shard.")
@@ -87,11 +92,11 @@ def _parsed(parser):
 def main(ctx: click.Context, **kwargs) -> None:
     """Extract SIM features for every audio file under IN_DIR into a mirrored tree under OUT_DIR.
 
-    Exit codes: 0 all inputs complete, 1 some inputs failed (see failures.jsonl), 2 usage or setup error.
-    Details: docs/cli.md.
+    Exit codes: 0 all inputs complete, 1 some inputs failed (see failures.jsonl), 2 usage or setup error (nothing
+    written), 130 interrupted (Ctrl-C). Details: docs/cli.md.
     """
-    from .extraction import SetupError, run
-    from .extraction.report import summary_lines
+    from .extraction import RunInterrupted, SetupError, run
+    from .extraction.report import EXIT_INTERRUPTED
     from .inference import SlowDtypeWarning
 
     options = RunOptions(**kwargs)
@@ -101,7 +106,18 @@ def main(ctx: click.Context, **kwargs) -> None:
             summary = run(options, echo=lambda line: click.echo(line, err=line.startswith("warning")))
     except SetupError as err:
         raise SetupFailure(str(err)) from None
+    except RunInterrupted as interrupted:
+        summary = interrupted.summary
+    except KeyboardInterrupt:  # before any output was written: nothing to sum up
+        click.echo("interrupted before any output was written", err=True)
+        ctx.exit(EXIT_INTERRUPTED)
     if not summary.dry_run:
-        for line in summary_lines(summary):
-            click.echo(line, err=line.startswith("FAILED"))
+        _echo_summary(summary)
     ctx.exit(summary.exit_code)
+
+
+def _echo_summary(summary) -> None:
+    from .extraction.report import summary_lines
+
+    for line in summary_lines(summary):
+        click.echo(line, err=line.startswith("FAILED"))

@@ -96,7 +96,10 @@ def test_skip_existing_fingerprints_and_force(tmp_path, tiny_model):
     os.utime(inputs[1], ns=(1, 1))  # new mtime, same content: hashed, not recomputed
     assert "1 written, 2 up to date" in run_cli(args).output
     assert output_files(out)["f1.wav.safetensors"].stat().st_mtime_ns == stamps["f1.wav.safetensors"]
-    assert "3 written" in run_cli(args + ["--what", "mean,logvar"]).output  # a setting changed
+    changed = run_cli(args + ["--what", "mean,logvar"])  # a setting changed: refused, nothing replaced
+    assert changed.exit_code == 2 and "--what mean there, mean,logvar now" in changed.stderr
+    forced = run_cli(args + ["--what", "mean,logvar", "--force"]).output
+    assert "3 written" in forced and "3 replaced outputs made with other settings" in forced
     assert "3 written" in run_cli(args + ["--what", "mean,logvar", "--force"]).output
     entries = read_jsonl(out / "manifest.jsonl")
     assert [e["status"] for e in entries].count("written") == 3 + 1 + 3 + 3

@@ -10,7 +10,7 @@ Modules: ``discovery`` (walk / manifest), ``paths`` (input -> output mapping, OU
 
 from .compute import SetupError
 from .readers import load_features, read_metadata
-from .runner import run
+from .runner import RunInterrupted, run
 from .settings import RunOptions, Shard
 
-__all__ = ["RunOptions", "SetupError", "Shard", "load_features", "read_metadata", "run"]
+__all__ = ["RunInterrupted", "RunOptions", "SetupError", "Shard", "load_features", "read_metadata", "run"]

@@ -79,12 +79,27 @@ def stat_input(path: Path) -> FileStat:
     return FileStat(status.st_size, status.st_mtime_ns)
 
 
-def probe(path: Path) -> AudioInfo:
-    """Header information, without decoding; ``BadAudio`` if it is not audio soundfile can read or has no samples."""
+def _access_problem(path: Path) -> str | None:
+    """``"cannot access file (<why>)"`` if the file cannot be opened for reading (permissions and the like,
+    which soundfile reports only as "System error"); else ``None``. Only for regular files (``stat_input``
+    checks that): opening a FIFO would block."""
     try:
-        info = sf.info(str(path))
+        os.close(os.open(path, os.O_RDONLY))
+    except OSError as err:
+        return f"cannot access file ({err.strerror or err})"
+    return None
+
+
+def probe(path: Path) -> AudioInfo:
+    """Header information, without decoding; ``BadAudio`` if it cannot be read, is not audio soundfile can read,
+    or has no samples."""
+    problem = _access_problem(path)
+    if problem:
+        raise BadAudio(problem)
+    try:
+        info = sf.info(os.fsencode(path))  # bytes: soundfile cannot encode a name that is not UTF-8
     except Exception as err:  # noqa: BLE001 -- soundfile raises LibsndfileError, RuntimeError, OSError, TypeError
-        raise BadAudio(_reason(err)) from None
+        raise BadAudio(_reason(err, path)) from None
     if info.frames <= 0:
         raise BadAudio("no audio samples (zero length)")
     if info.samplerate <= 0 or info.channels <= 0:
@@ -98,12 +113,12 @@ def decode(path: Path) -> DecodedAudio:
     from ..inputs import resampler_name
 
     try:
-        with sf.SoundFile(str(path)) as audio:
+        with sf.SoundFile(os.fsencode(path)) as audio:
             info = AudioInfo(audio.frames, audio.samplerate, audio.channels)
             file_format, subtype = audio.format, audio.subtype
             mono, finite = _read_mono(audio, info.frames)
     except Exception as err:  # noqa: BLE001 -- any decoder error is this file's failure reason
-        raise BadAudio(_reason(err)) from None
+        raise BadAudio(_reason(err, path)) from None
     _check_complete(path, info, mono.shape[0], file_format)
     if not finite:
         raise BadAudio("contains NaN or infinite samples")
@@ -162,7 +177,13 @@ def _riff_missing_bytes(path: Path) -> int:
     return 0
 
 
-def _reason(err: Exception) -> str:
+def _reason(err: Exception, path: Path) -> str:
+    """The failure reason for a soundfile error on ``path``: its "System error" is made precise by opening the
+    file ourselves (a file that vanished or became unreadable since it was listed)."""
+    if os.path.isfile(path) and (problem := _access_problem(path)):
+        return problem
+    if not os.path.lexists(path):
+        return "file not found"
     text = str(getattr(err, "error_string", "") or err).strip() or type(err).__name__
     if "format not recognised" in text.lower():
         return f"not a recognised audio format ({text})"

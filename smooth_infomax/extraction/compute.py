@@ -73,7 +73,7 @@ def batch_rows(
     (``logvar=False`` skips the log-variance heads)."""
     device = next(encoder.parameters()).device
     with autocast_context(device, bf16):
-        out = encoder.extract(waveforms, layers=list(modules), logvar=logvar)
+        out = encoder.extract(waveforms, sample_rate=SAMPLE_RATE, layers=list(modules), logvar=logvar)
     return [
         {f.index: FrameRows(0, f.unpad(i), None if f.logvar is None else f.unpad(i, "logvar")) for f in out}
         for i in range(len(waveforms))

@@ -9,8 +9,9 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
-from .paths import source_key
+from .paths import display, source_key
 
 AUDIO_EXTENSIONS = frozenset({
     "wav", "wave", "flac", "ogg", "oga", "opus", "mp3", "aif", "aiff", "aifc", "au", "snd", "caf", "w64", "rf64",
@@ -40,33 +41,56 @@ def matches(key: PurePosixPath, pattern: str | None) -> bool:
     )
 
 
-def walk_audio(in_dir: Path, pattern: str | None = None, skip: Iterable[Path] = ()) -> tuple[list[Source], list[str]]:
-    """Every audio file under ``in_dir``, sorted by key, and warnings about folders that were skipped.
+class InputListError(ValueError):
+    """The list of inputs cannot be made: a bad ``--manifest`` line (named by file and line) or an IN_DIR that
+    cannot be listed. The run does not start."""
+
+
+@dataclass(frozen=True)
+class UnlistableFolder:
+    """A folder under IN_DIR whose files cannot be known: its mirrored ``key``, ``path`` and the ``reason``."""
+
+    key: PurePosixPath
+    path: Path
+    reason: str
+
+
+class Walk(NamedTuple):
+    """What a walk of IN_DIR found: the audio ``sources`` (sorted by key), ``warnings`` about folders skipped on
+    purpose (seen twice), and the ``unlistable`` folders, whose files are missing from ``sources``."""
+
+    sources: list[Source]
+    warnings: list[str]
+    unlistable: list[UnlistableFolder]
+
+
+def walk_audio(in_dir: Path, pattern: str | None = None, skip: Iterable[Path] = ()) -> Walk:
+    """Every audio file under ``in_dir``, and the folders that were skipped or could not be listed.
 
     Symlinks are followed; a folder reached a second time (a symlink loop or a second link to the same folder) is
     skipped with a warning, so the walk always ends. Names starting with ``.`` are ignored. Folders in ``skip``
-    (OUT_DIR when it lies inside IN_DIR) are not entered.
+    (OUT_DIR when it lies inside IN_DIR) are not entered. ``InputListError`` if ``in_dir`` itself cannot be listed.
     """
     skipped = {_identity(p) for p in skip if p.exists()}
     seen: set[tuple[int, int]] = set()
-    sources, warnings = [], []
+    walk = Walk([], [], [])
     stack = [(Path(in_dir), PurePosixPath())]
     while stack:
         folder, key = stack.pop()
         try:
             identity = _identity(folder)
         except OSError as err:
-            warnings.append(f"{folder}: cannot open folder ({err.strerror or err})")
+            walk.unlistable.append(UnlistableFolder(key, folder, f"cannot open folder ({err.strerror or err})"))
             continue
         if identity in seen or identity in skipped:
             if identity in seen:
-                warnings.append(f"{folder}: already visited (symlink loop or duplicate link); skipped")
+                walk.warnings.append(f"{display(folder)}: already visited (symlink loop or duplicate link); skipped")
             continue
         seen.add(identity)
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name, reverse=True)
         except OSError as err:
-            warnings.append(f"{folder}: cannot list folder ({err.strerror or err})")
+            walk.unlistable.append(UnlistableFolder(key, folder, f"cannot list folder ({err.strerror or err})"))
             continue
         for entry in entries:
             if entry.name.startswith("."):
@@ -75,37 +99,59 @@ def walk_audio(in_dir: Path, pattern: str | None = None, skip: Iterable[Path] = 
             if _is_dir(entry):
                 stack.append((Path(entry.path), child))
             elif matches(child, pattern):
-                sources.append(Source(child, Path(entry.path)))
-    return sorted(sources, key=lambda s: str(s.key)), warnings
+                walk.sources.append(Source(child, Path(entry.path)))
+    _refuse_unlistable_root(walk, in_dir)
+    walk.sources.sort(key=lambda s: str(s.key))
+    return walk
+
+
+def _refuse_unlistable_root(walk: Walk, in_dir: Path) -> None:
+    for folder in walk.unlistable:
+        if not folder.key.parts:
+            raise InputListError(f"IN_DIR {display(in_dir)}: {folder.reason}")
 
 
 def read_manifest(manifest: Path, in_dir: Path) -> list[Source]:
     """Sources listed in ``manifest``: one path per line (a TSV line's first column), or JSON lines with a
     ``path`` or ``audio_filepath`` field. Blank lines and lines starting with ``#`` are ignored; relative paths
-    are relative to ``in_dir``."""
+    are relative to ``in_dir``; a UTF-8 byte order mark is ignored. ``InputListError`` naming the file and line
+    for a line that names no usable path (invalid JSON, no path field, a NUL byte, IN_DIR itself)."""
     sources = []
-    with open(manifest, encoding="utf-8", errors="surrogateescape") as lines:
-        for number, line in enumerate(lines, 1):
-            raw = _manifest_path(line.rstrip("\r\n"), manifest, number)
-            if raw:
-                path = Path(raw) if os.path.isabs(raw) else Path(in_dir) / raw
-                sources.append(Source(source_key(in_dir, raw), path))
+    try:
+        with open(manifest, encoding="utf-8-sig", errors="surrogateescape") as lines:
+            for number, line in enumerate(lines, 1):
+                source = _manifest_source(line.rstrip("\r\n"), in_dir, f"--manifest {display(manifest)}, line {number}")
+                if source is not None:
+                    sources.append(source)
+    except OSError as err:
+        raise InputListError(f"cannot read --manifest {display(manifest)} ({err.strerror or err})") from None
     return sources
 
 
-def _manifest_path(line: str, manifest: Path, number: int) -> str | None:
+def _manifest_source(line: str, in_dir: Path, where: str) -> Source | None:
     if not line.strip() or line.lstrip().startswith("#"):
         return None
-    if line.lstrip().startswith("{"):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{manifest}:{number}: invalid JSON ({err.msg})") from None
-        raw = record.get("path") or record.get("audio_filepath") if isinstance(record, dict) else None
-        if not isinstance(raw, str) or not raw:
-            raise ValueError(f"{manifest}:{number}: a JSON line needs a 'path' or 'audio_filepath' string")
-        return raw
-    return line.split("\t")[0]
+    raw = _json_path(line, where) if line.lstrip().startswith("{") else line.split("\t")[0]
+    if not raw:
+        raise InputListError(f"{where}: empty path")
+    if "\0" in raw:
+        raise InputListError(f"{where}: the path contains a NUL byte")
+    try:
+        key = source_key(in_dir, raw)
+    except ValueError as err:  # the line names IN_DIR itself
+        raise InputListError(f"{where}: {display(raw)!r} is IN_DIR itself, not a file") from err
+    return Source(key, Path(raw) if os.path.isabs(raw) else Path(in_dir) / raw)
+
+
+def _json_path(line: str, where: str) -> str:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise InputListError(f"{where}: invalid JSON ({err.msg})") from None
+    raw = (record.get("path") or record.get("audio_filepath")) if isinstance(record, dict) else None
+    if not isinstance(raw, str) or not raw:
+        raise InputListError(f"{where}: a JSON line needs a 'path' or 'audio_filepath' string")
+    return raw
 
 
 def _identity(folder: Path) -> tuple[int, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,6 +76,7 @@ def file_metadata(
         "hop_samples": ",".join(str(context.encoder.geometries[m].hop_samples) for m in settings.modules),
         "samples": samples,
         "source": display(item.source.key),
+        "source_key_hex": os.fsencode(str(item.source.key)).hex(),
         "source_duration_s": round(audio.info.duration_s, 6),
         "source_sample_rate": audio.info.sample_rate,
         "source_channels": audio.info.channels,

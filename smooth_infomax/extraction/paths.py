@@ -11,7 +11,10 @@ every output folder is resolved (symlinks followed) and refused if it lies outsi
 from __future__ import annotations
 
 import os
+import re
 import secrets
+import socket
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 EXTERNAL_DIR = "__external__"
@@ -90,8 +93,9 @@ class OutputTree:
 
 
 def temp_path(final: Path, mark: str = _TEMP_MARK) -> Path:
-    """A hidden sibling of ``final`` to write into before the atomic rename: ``.NAME.tmp-PID-RANDOM``."""
-    return final.with_name(f".{final.name}{mark}{os.getpid()}-{secrets.token_hex(4)}")
+    """A hidden sibling of ``final`` to write into before the atomic rename: ``.NAME.tmp-HOST-PID-RANDOM``. The
+    owner's host and process id tell a later run whether the file is abandoned (see ``TempName.abandoned``)."""
+    return final.with_name(f".{final.name}{mark}{host_tag()}-{os.getpid()}-{secrets.token_hex(4)}")
 
 
 def old_path(final: Path) -> Path:
@@ -99,15 +103,57 @@ def old_path(final: Path) -> Path:
     return temp_path(final, _OLD_MARK)
 
 
-def leftover_target(name: str) -> str | None:
-    """The output name a leftover temporary file or folder belongs to, or ``None`` if ``name`` is not one."""
+def host_tag() -> str:
+    """This machine's name as it appears in temporary names (characters other than ``A-Za-z0-9._-`` as ``_``)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname()) or "localhost"
+
+
+@dataclass(frozen=True)
+class TempName:
+    """A parsed temporary name: the output ``target`` it belongs to, and its owner (``host`` is ``None`` for the
+    ``.NAME.tmp-PID-RANDOM`` names of earlier versions, which were always local)."""
+
+    target: str
+    host: str | None
+    pid: int
+
+    def is_mine(self) -> bool:
+        return self.host in (None, host_tag()) and self.pid == os.getpid()
+
+    def abandoned(self) -> bool:
+        """Whether the owner is gone: it ran on this host and its process no longer exists. A file of another
+        host, or of a live process, is never abandoned (it may be written right now)."""
+        if self.host not in (None, host_tag()):
+            return False
+        return not process_exists(self.pid)
+
+
+def parse_temp_name(name: str) -> TempName | None:
+    """The ``TempName`` of a temporary file or folder name, or ``None`` if ``name`` is not one."""
     if not name.startswith("."):
         return None
     for mark in (_TEMP_MARK, _OLD_MARK):
-        head, found, _ = name[1:].rpartition(mark)
-        if found and head:
-            return head
+        head, found, owner = name[1:].rpartition(mark)
+        if not (found and head):
+            continue
+        parts = owner.rsplit("-", 2)
+        host = parts[0] if len(parts) == 3 else None
+        if len(parts) >= 2 and parts[-2].isdigit() and host != "":
+            return TempName(head, host, int(parts[-2]))
     return None
+
+
+def process_exists(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this machine (also when it belongs to another user)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except (OverflowError, OSError):
+        return False
+    return True
 
 
 def display(path: str | os.PathLike) -> str:

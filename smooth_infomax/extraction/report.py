@@ -15,9 +15,14 @@ from .plan import Failure, Plan
 _METADATA_BYTES = 4096  # header and metadata per output, roughly
 
 
+EXIT_INTERRUPTED = 130
+"""Exit code after Ctrl-C (``SIGINT``): 128 + 2, as shells report a process ended by ``SIGINT``."""
+
+
 @dataclass
 class RunSummary:
-    """What a run did. ``exit_code`` is 0 when every input of this shard is complete, 1 if any failed."""
+    """What a run did. ``exit_code`` is 0 when every input of this shard is complete, 1 if any failed, and 130
+    if the run was interrupted (Ctrl-C) before it finished."""
 
     found: int = 0
     in_shard: int = 0
@@ -29,9 +34,19 @@ class RunSummary:
     estimate_bytes: int = 0
     dry_run: bool = False
     manifest: Path | None = None
+    replaced: int = 0
+    """Outputs made with other settings that this run replaced (``--force``)."""
+    interrupted: bool = False
+
+    @property
+    def not_processed(self) -> int:
+        """Inputs of this shard neither written, up to date nor failed (left over by an interruption)."""
+        return self.in_shard - self.written - self.up_to_date - len(self.failures)
 
     @property
     def exit_code(self) -> int:
+        if self.interrupted:
+            return EXIT_INTERRUPTED
         return 1 if self.failures else 0
 
 
@@ -75,17 +90,23 @@ def dry_run_lines(context: RunContext, plan: Plan, summary: RunSummary, fmt: str
     lines += [f"would skip (up to date) {display(source.key)}" for source, _, _ in plan.up_to_date]
     lines += [f"would fail {f.key}: {f.reason}" for f in plan.failures]
     audio_h = sum(i.info.duration_s for i in plan.todo) / 3600
+    replacing = f", replacing {len(plan.other_settings)} made with other settings" if plan.other_settings else ""
     lines.append(f"{summary.found} files found, {plan.in_shard} in this shard: {len(plan.todo)} to compute "
-                 f"({audio_h:.3f} h audio), {len(plan.up_to_date)} up to date, {len(plan.failures)} bad")
+                 f"({audio_h:.3f} h audio{replacing}), {len(plan.up_to_date)} up to date, {len(plan.failures)} bad")
     lines.append(f"estimated output size: {human_bytes(summary.estimate_bytes)} ({summary.estimate_bytes} bytes)")
     return lines
 
 
 def summary_lines(summary: RunSummary) -> list[str]:
+    """The summary line (stdout), then one ``FAILED <key>: <reason>`` line per failure (stderr)."""
     rate = summary.audio_s / summary.elapsed_s if summary.elapsed_s > 0 else 0.0
-    lines = [(f"{summary.written} written, {summary.up_to_date} up to date, {len(summary.failures)} failed "
-              f"({summary.in_shard} in this shard of {summary.found} found); {summary.audio_s / 3600:.3f} h audio "
-              f"in {summary.elapsed_s:.1f} s ({rate:.0f} audio-s/s)")]
+    counts = f"{summary.written} written, {summary.up_to_date} up to date, {len(summary.failures)} failed"
+    if summary.interrupted:
+        counts = f"interrupted: {counts}, {summary.not_processed} not processed"
+    plural = "s" if summary.replaced > 1 else ""
+    replaced = f"; {summary.replaced} replaced output{plural} made with other settings" if summary.replaced else ""
+    lines = [(f"{counts} ({summary.in_shard} in this shard of {summary.found} found){replaced}; "
+              f"{summary.audio_s / 3600:.3f} h audio in {summary.elapsed_s:.1f} s ({rate:.0f} audio-s/s)")]
     lines += [f"FAILED {f.key}: {f.reason}" for f in summary.failures]
     return lines
 

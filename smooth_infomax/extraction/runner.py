@@ -14,11 +14,12 @@ from ..audio import SAMPLE_RATE
 from ..hub import shipped_models
 from ..inference import slow_dtype_reason
 from .compute import SetupError, batch_rows, load_encoder, long_rows, resolve_device, resolve_modules, too_short_reason
+from .discovery import InputListError
 from .fingerprint import model_sha256
 from .loading import Decoded, DecodeFailed, length_batches, make_loader
 from .logs import RunLog
 from .metadata import RunContext
-from .paths import OutputTree, leftover_target
+from .paths import OutputTree, TempName, display, parse_temp_name
 from .plan import Plan, WorkItem, failure_for, make_plan
 from .report import Progress, RunSummary, dry_run_lines, estimate_bytes
 from .settings import DEFAULT_MODEL, FeatureSettings, RunOptions, Shard
@@ -56,13 +57,27 @@ def prepare(options: RunOptions) -> tuple[RunContext, Shard]:
     return context, resolve_shard(options.shard)
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (``SIGINT``) during a run, raised once the temporary files are removed and the logs closed;
+    ``summary`` says what was done before (``summary.interrupted`` is true, ``exit_code`` 130)."""
+
+    def __init__(self, summary: RunSummary):
+        super().__init__("interrupted")
+        self.summary = summary
+
+
 def run(options: RunOptions, echo: Callable[[str], None] = print) -> RunSummary:
-    """Run ``sim-extract`` with ``options``; messages go to ``echo``. Raises ``SetupError`` if it cannot start."""
+    """Run ``sim-extract`` with ``options``; messages go to ``echo``. Raises ``SetupError`` if it cannot start,
+    and ``RunInterrupted`` (a ``KeyboardInterrupt``) on Ctrl-C once outputs are being written."""
     start = time.monotonic()
+    check_folders(options)
     context, shard = prepare(options)
     too_short = functools.partial(too_short_reason, context.encoder, context.settings.modules)
-    plan = make_plan(options, context.settings_sha256, shard, too_short)
-    for warning in plan.warnings:
+    try:
+        plan = make_plan(options, context.settings_sha256, shard, too_short)
+    except InputListError as err:
+        raise SetupError(str(err)) from None
+    for warning in [*plan.warnings, *_check_other_settings(plan, context, options)]:
         echo(f"warning: {warning}")
     device = next(context.encoder.parameters()).device
     if options.bf16 and (slow := slow_dtype_reason(torch.bfloat16, device)):
@@ -74,26 +89,66 @@ def run(options: RunOptions, echo: Callable[[str], None] = print) -> RunSummary:
         for line in dry_run_lines(context, plan, summary, options.fmt):
             echo(line)
         return summary
+    _write_all(options, context, shard, plan, summary, too_short)
+    summary.elapsed_s = time.monotonic() - start
+    if summary.interrupted:
+        raise RunInterrupted(summary)
+    return summary
+
+
+def check_folders(options: RunOptions) -> None:
+    """``SetupError`` if OUT_DIR is IN_DIR (also through a symlink): outputs would be mixed with the inputs."""
+    in_dir, out_dir = options.in_dir, options.out_dir
+    same = os.path.realpath(in_dir) == os.path.realpath(out_dir)
+    if not same and os.path.isdir(in_dir) and os.path.isdir(out_dir):
+        same = os.path.samefile(in_dir, out_dir)
+    if same:
+        raise SetupError(f"OUT_DIR is IN_DIR ({display(out_dir)}): outputs would be mixed with the inputs; "
+                         "choose another OUT_DIR")
+
+
+def _check_other_settings(plan: Plan, context: RunContext, options: RunOptions) -> list[str]:
+    """``SetupError`` naming the differing settings if OUT_DIR holds outputs made with other settings, unless
+    ``--force`` was given; then a warning that they will be replaced."""
+    if not plan.other_settings:
+        return []
+    differences: list[str] = []
+    for _, metadata in plan.other_settings:
+        differences += [d for d in context.settings.differences(metadata, context.model_name) if d not in differences]
+    count, first = len(plan.other_settings), display(plan.other_settings[0][0])
+    what = f"{count} output{'s' if count > 1 else ''} made with other settings (first: {first}): " + "; ".join(
+        differences[:6]) + ("; ..." if len(differences) > 6 else "")
+    if options.skip_existing:
+        raise SetupError(f"OUT_DIR holds {what}. Pass --force to replace them, or choose another OUT_DIR")
+    return [f"--force: replacing {what}"]
+
+
+def _write_all(options: RunOptions, context: RunContext, shard: Shard, plan: Plan, summary: RunSummary,
+               too_short) -> None:
+    """Compute and write this shard's outputs and log them. On Ctrl-C, stops, removes this process's temporary
+    files and sets ``summary.interrupted``."""
     log = RunLog(options.out_dir, shard)
     summary.manifest = log.manifest_path
     try:
         log.open()
     except OSError as err:
-        raise SetupError(f"cannot write to OUT_DIR {options.out_dir}: {err.strerror or err}") from None
+        raise SetupError(f"cannot write to OUT_DIR {display(options.out_dir)}: {err.strerror or err}") from None
+    outputs = [i.output for i in plan.todo] + [o for _, o, _ in plan.up_to_date]
     try:
         for failure in plan.failures:
             log.failure(failure)
-        _clean_leftovers(options.out_dir, [i.output for i in plan.todo] + [o for _, o, _ in plan.up_to_date])
+        _clean_temporaries(options.out_dir, outputs, TempName.abandoned)
         _log_present(log, plan)
-        _execute(plan.todo, context, options, log, summary, too_short)
+        _execute(plan.todo, context, options, log, summary, too_short, {o for o, _ in plan.other_settings})
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        _clean_temporaries(options.out_dir, outputs, TempName.is_mine)
     finally:
         log.close()
-    summary.elapsed_s = time.monotonic() - start
-    return summary
 
 
 def _execute(todo: list[WorkItem], context: RunContext, options: RunOptions, log: RunLog, summary: RunSummary,
-             too_short) -> None:
+             too_short, replaced: set[Path]) -> None:
     chunk_samples = max(1, int(options.chunk_seconds * SAMPLE_RATE))
     batches = length_batches(todo, int(options.batch_seconds * SAMPLE_RATE), chunk_samples)
     tree = OutputTree(options.out_dir)
@@ -118,6 +173,7 @@ def _execute(todo: list[WorkItem], context: RunContext, options: RunOptions, log
                     continue
                 log.output_written(item.output, metadata, output_size_bytes(item.output), "written")
                 summary.written += 1
+                summary.replaced += item.output in replaced
                 summary.audio_s += decoded.audio.info.duration_s
                 progress.advance(decoded.audio.info.duration_s)
     finally:
@@ -155,9 +211,10 @@ def _compute(ready: list[Decoded], todo, context: RunContext, options: RunOption
     yield from ((result, [item_rows]) for result, item_rows in zip(ready, rows))
 
 
-def _clean_leftovers(out_dir: Path, outputs: list[Path]) -> None:
-    """Delete temporary files left by interrupted runs, for this shard's outputs only (other shards may be
-    writing theirs right now), and only in folders that resolve inside OUT_DIR."""
+def _clean_temporaries(out_dir: Path, outputs: list[Path], removable: Callable[[TempName], bool]) -> None:
+    """Delete the temporary files of ``outputs`` (this shard's: other shards may be writing theirs right now) for
+    which ``removable`` is true, only in folders that resolve inside OUT_DIR. ``TempName.abandoned`` never holds
+    for a live process, so a concurrent run's file being written is never removed."""
     tree = OutputTree(out_dir)
     by_folder: dict[Path, set[str]] = {}
     for output in outputs:
@@ -166,7 +223,8 @@ def _clean_leftovers(out_dir: Path, outputs: list[Path]) -> None:
         if not folder.is_dir() or not tree.contains(os.path.realpath(folder)):
             continue
         for entry in os.scandir(folder):
-            if leftover_target(entry.name) in names:
+            temp = parse_temp_name(entry.name)
+            if temp is not None and temp.target in names and removable(temp):
                 remove_path(Path(entry.path))
 
 

@@ -53,11 +53,16 @@ class SafetensorsStream:
         self._previous = (position, len(data))
 
     def close(self, sync: bool = True) -> None:
-        self._file.flush()
-        if sync:
-            os.fsync(self._file.fileno())
-            _evict(self._file.fileno(), 0, 0)
-        self._file.close()
+        """Flush (and with ``sync``, fsync) and close the file; nothing happens if it is closed already."""
+        if self._file.closed:
+            return
+        try:
+            self._file.flush()
+            if sync:
+                os.fsync(self._file.fileno())
+                _evict(self._file.fileno(), 0, 0)
+        finally:
+            self._file.close()
 
 
 def _evict(fd: int, offset: int, length: int) -> None:

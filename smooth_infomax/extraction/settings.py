@@ -53,6 +53,23 @@ class FeatureSettings:
         text = json.dumps(asdict(self), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
 
+    def options(self) -> dict[str, str]:
+        """The settings as the options that set them (``--modules`` with the resolved indices)."""
+        return {"--modules": ",".join(map(str, self.modules)), "--what": ",".join(self.what), "--dtype": self.dtype,
+                "--bf16": "on" if self.compute_dtype == "bfloat16" else "off"}
+
+    def differences(self, metadata: dict[str, str], model_name: str) -> list[str]:
+        """How the output with ``metadata`` was made differently, e.g. ``"--modules 0 there, 2 now"``."""
+        there = {"--modules": metadata.get("modules"), "--what": metadata.get("what"), "--dtype": metadata.get("dtype"),
+                 "--bf16": "on" if metadata.get("compute_dtype") == "bfloat16" else "off"}
+        found = [f"{name} {there[name]} there, {now} now" for name, now in self.options().items() if there[name] != now]
+        if metadata.get("model_sha256") != self.model_sha256:
+            found.append(f"--model {metadata.get('model')} (weights sha256 {str(metadata.get('model_sha256'))[:12]}) "
+                         f"there, {model_name} ({self.model_sha256[:12]}) now")
+        if metadata.get("format_version") != str(self.format_version):
+            found.append(f"output layout version {metadata.get('format_version')} there, {self.format_version} now")
+        return found or ["the settings hash differs"]
+
 
 @dataclass(frozen=True)
 class RunOptions:

@@ -12,6 +12,7 @@ Formats (see ``docs/cli.md``):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -42,13 +43,19 @@ class FeatureWriter:
         raise NotImplementedError
 
     def abort(self) -> None:
+        """Delete what was written. Safe to call at any point and more than once (also after a failed
+        ``commit``), and never raises, so the error that led here is the one reported."""
         remove_path(self.temp)
 
 
 class SafetensorsWriter(FeatureWriter):
     def __init__(self, final: Path, specs: Specs, metadata: dict[str, str]):
         super().__init__(final, specs, metadata)
-        self._stream = SafetensorsStream(self.temp, specs, metadata)
+        try:
+            self._stream = SafetensorsStream(self.temp, specs, metadata)
+        except BaseException:  # e.g. a full disk while writing the header
+            remove_path(self.temp)
+            raise
 
     def write_rows(self, key: str, start_row: int, rows: np.ndarray) -> None:
         self._stream.write_rows(key, start_row, rows)
@@ -58,7 +65,8 @@ class SafetensorsWriter(FeatureWriter):
         os.replace(self.temp, self.final)
 
     def abort(self) -> None:
-        self._stream.close(sync=False)
+        with contextlib.suppress(OSError, ValueError):  # e.g. a flush failing on a full disk: closed anyway
+            self._stream.close(sync=False)
         super().abort()
 
 
@@ -67,9 +75,14 @@ class _MemmapWriter(FeatureWriter):
 
     def __init__(self, final: Path, specs: Specs, metadata: dict[str, str]):
         super().__init__(final, specs, metadata)
+        self._arrays = {}
         self.temp.mkdir()
-        self._arrays = {key: np.lib.format.open_memmap(self.temp / f"{key}.npy", "w+", dtype, shape)
-                        for key, (shape, dtype) in specs.items()}
+        try:
+            for key, (shape, dtype) in specs.items():
+                self._arrays[key] = np.lib.format.open_memmap(self.temp / f"{key}.npy", "w+", dtype, shape)
+        except BaseException:
+            self.abort()
+            raise
 
     def write_rows(self, key: str, start_row: int, rows: np.ndarray) -> None:
         self._arrays[key][start_row: start_row + rows.shape[0]] = rows
@@ -79,18 +92,27 @@ class _MemmapWriter(FeatureWriter):
             array.flush()
         self._arrays = {}
 
+    def abort(self) -> None:
+        self._arrays = {}  # unmaps the files
+        super().abort()
+
 
 class NpyWriter(_MemmapWriter):
     def commit(self) -> None:
         self._flush()
         (self.temp / NPY_METADATA_NAME).write_text(json.dumps(self.metadata, indent=1), encoding="utf-8")
-        if self.final.exists():  # a replaced output: move it aside first (a folder cannot be renamed over)
-            aside = old_path(self.final)
-            os.replace(self.final, aside)
+        if not os.path.lexists(self.final):
             os.replace(self.temp, self.final)
-            remove_path(aside)
-        else:
+            return
+        aside = old_path(self.final)  # a replaced output: moved aside first (a folder cannot be renamed over)
+        os.replace(self.final, aside)
+        try:
             os.replace(self.temp, self.final)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.replace(aside, self.final)  # put the previous output back
+            raise
+        remove_path(aside)
 
 
 class NpzWriter(_MemmapWriter):
@@ -127,13 +149,11 @@ def _fsync(path: Path) -> None:
 
 
 def remove_path(path: Path) -> None:
-    """Delete a file or folder if it exists (no error if it does not)."""
+    """Delete a file or folder if it exists (no error if it does not, or if it cannot be deleted)."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     else:
-        try:
+        with contextlib.suppress(OSError):
             path.unlink()
-        except FileNotFoundError:
-            pass
 
 
