@@ -86,7 +86,12 @@ class EvalSettings:
 
 @dataclass
 class Corpus:
-    """A LibriSpeech-layout corpus with its splits, phone labels and label maps."""
+    """A LibriSpeech-layout corpus with its splits, phone labels and label maps.
+
+    The phone labels may cover only some utterances (e.g. only the transcribed language of a multilingual
+    corpus): the phone probes use the labelled ones (``phone_train_ids``, ``phone_test_ids``), the speaker
+    probes all of ``train_ids`` and ``test_ids``.
+    """
 
     paths: CorpusPaths
     train_ids: list[str]
@@ -94,6 +99,18 @@ class Corpus:
     labels: dict
     speaker_map: dict[str, int]
     phone_names: list[str]
+
+    @property
+    def phone_train_ids(self) -> list[str]:
+        return [utt_id for utt_id in self.train_ids if utt_id in self.labels]
+
+    @property
+    def phone_test_ids(self) -> list[str]:
+        return [utt_id for utt_id in self.test_ids if utt_id in self.labels]
+
+    @property
+    def fully_labelled(self) -> bool:
+        return all(utt_id in self.labels for utt_id in self.train_ids + self.test_ids)
 
 
 @dataclass
@@ -129,6 +146,9 @@ def load_corpus(root: str | Path, settings: EvalSettings) -> Corpus:
     train = first_per_speaker(read_split(paths.split(settings.train_split)), settings.max_utterances_per_speaker)
     test = first_per_speaker(read_split(paths.split(settings.test_split)), settings.max_utterances_per_speaker)
     labels = read_phone_labels(paths.phone_labels, train + test)
+    for split, ids in ((settings.train_split, train), (settings.test_split, test)):
+        if not any(utt_id in labels for utt_id in ids):
+            raise ValueError(f"{paths.phone_labels}: no phone labels for any of the {len(ids)} utterances of {split}")
     if paths.phone_table.is_file():
         from training.data.phones import read_phone_table
 
@@ -187,10 +207,10 @@ def extract_features(source: FeatureSource, corpus: Corpus, settings: EvalSettin
     batch = int(settings.batch_seconds * 16000)
     seconds, results = {}, {}
     jobs = {
-        "phone_train": lambda p: collect_frame_features(source, utterances(corpus, corpus.train_ids), align, dtype,
-                                                        batch, p),
-        "phone_test": lambda p: collect_frame_features(source, utterances(corpus, corpus.test_ids), align, dtype,
-                                                       batch, p),
+        "phone_train": lambda p: collect_frame_features(source, utterances(corpus, corpus.phone_train_ids), align,
+                                                        dtype, batch, p),
+        "phone_test": lambda p: collect_frame_features(source, utterances(corpus, corpus.phone_test_ids), align,
+                                                       dtype, batch, p),
         "speaker_train": lambda p: collect_pooled_features(
             source, crop_batches(corpus, corpus.train_ids, settings.speaker_crops, settings.seed,
                                  settings.crop_samples), torch.float32, p),
@@ -198,7 +218,7 @@ def extract_features(source: FeatureSource, corpus: Corpus, settings: EvalSettin
             source, crop_batches(corpus, corpus.test_ids, settings.speaker_crops, settings.seed + 1,
                                  settings.crop_samples), torch.float32, p),
     }
-    sizes = {"phone_train": len(corpus.train_ids), "phone_test": len(corpus.test_ids),
+    sizes = {"phone_train": len(corpus.phone_train_ids), "phone_test": len(corpus.phone_test_ids),
              "speaker_train": len(corpus.train_ids) * settings.speaker_crops,
              "speaker_test": len(corpus.test_ids) * settings.speaker_crops}
     for name, job in jobs.items():
@@ -295,13 +315,23 @@ def _first(features: dict[str, LabelledFeatures]) -> LabelledFeatures:
 
 
 def corpus_summary(corpus: Corpus, cache: FeatureCache, settings: EvalSettings) -> dict:
+    """Corpus sizes; ``probes`` says how many utterances, frames and crops each probe used (the phone probes
+    only the labelled utterances). ``train_audio_s``/``test_audio_s`` are the audio of the phone probes."""
+    frames = {"train": len(_first(cache.phone_train)), "test": len(_first(cache.phone_test))}
+    crops = {"train": len(_first(cache.speaker_train)), "test": len(_first(cache.speaker_test))}
+    probes = {
+        "phone": {"train_utterances": len(corpus.phone_train_ids), "test_utterances": len(corpus.phone_test_ids),
+                  "train_frames": frames["train"], "test_frames": frames["test"]},
+        "speaker": {"train_utterances": len(corpus.train_ids), "test_utterances": len(corpus.test_ids),
+                    "train_crops": crops["train"], "test_crops": crops["test"]},
+    }
     return {"root": str(corpus.paths.root), "train_utterances": len(corpus.train_ids),
             "test_utterances": len(corpus.test_ids), "speakers": len(corpus.speaker_map),
-            "train_frames": len(_first(cache.phone_train)), "test_frames": len(_first(cache.phone_test)),
-            "train_crops": len(_first(cache.speaker_train)), "test_crops": len(_first(cache.speaker_test)),
-            "train_audio_s": round(len(_first(cache.phone_train)) * 0.01, 2),
-            "test_audio_s": round(len(_first(cache.phone_test)) * 0.01, 2),
-            "crops_per_utterance": settings.speaker_crops}
+            "train_frames": frames["train"], "test_frames": frames["test"],
+            "train_crops": crops["train"], "test_crops": crops["test"],
+            "train_audio_s": round(frames["train"] * 0.01, 2), "test_audio_s": round(frames["test"] * 0.01, 2),
+            "crops_per_utterance": settings.speaker_crops, "fully_labelled": corpus.fully_labelled,
+            "probes": probes}
 
 
 # --- one run ------------------------------------------------------------------------------------------------------
@@ -386,6 +416,7 @@ def markdown_table(results: dict) -> str:
          f"utterances, {corpus['speakers']} speakers; {corpus['train_frames']:,} / {corpus['test_frames']:,} "
          f"phone frames; {corpus['train_crops']} / {corpus['test_crops']} speaker crops "
          f"({corpus['crops_per_utterance']} per utterance). Test accuracy over all test items, in %."), "",
+        *_partial_labels_note(corpus),
         "| model | features | dim | phone acc. | speaker acc. |",
         "|---|---|---:|---:|---:|",
     ]
@@ -404,6 +435,16 @@ def markdown_table(results: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _partial_labels_note(corpus: dict) -> list[str]:
+    """A sentence for a corpus whose phone labels cover only some utterances (nothing otherwise)."""
+    if corpus.get("fully_labelled", True):
+        return []
+    phone = corpus["probes"]["phone"]
+    return [(f"Phone labels cover {phone['train_utterances']} of the {corpus['train_utterances']} train and "
+             f"{phone['test_utterances']} of the {corpus['test_utterances']} test utterances: the phone probes use "
+             "those, the speaker probes all."), ""]
 
 
 def _timing_line(results: dict) -> str:
@@ -543,6 +584,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_from_args(args)
     candidates = candidates_from_args(args, settings)
     corpus = load_corpus(args.data, settings)
+    if not corpus.fully_labelled and not args.quiet:
+        print(f"phone labels cover {len(corpus.phone_train_ids)}/{len(corpus.train_ids)} train and "
+              f"{len(corpus.phone_test_ids)}/{len(corpus.test_ids)} test utterances: phone probes use those, "
+              "speaker probes all", file=sys.stderr)
     out_dir = Path(args.out)
     results = evaluate(candidates, corpus, settings, out_dir, args.save_probes, args.quiet)
     if args.deboer:
