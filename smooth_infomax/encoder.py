@@ -14,7 +14,7 @@ from .config import EncoderConfig, preset
 from .geometry import FrameGeometry, module_geometries, output_lengths
 from .inference import (FoldedCache, SlowDtypeWarning, compute_dtype, default_sizes_s, mask_tail_, run_gru,
                         slow_dtype_reason)
-from .inputs import prepare_audio
+from .inputs import check_sample_rate, prepare_audio, warn_assumed_rate
 from .layers import EncoderModule, gaussian_sample, mask_frames
 from .outputs import Extraction, ModuleFeatures, ModuleTrainOutput
 from .pieces import conv_modules_in_pieces
@@ -146,11 +146,14 @@ class SmoothInfoMaxEncoder(nn.Module):
         """Per-module features of one clip or a batch.
 
         Args:
-            wav: ``(samples,)``, ``(batch, samples)``, ``(batch, channels, samples)`` or a list of ``(samples,)`` /
-                ``(channels, samples)`` items; numpy or torch; float in [-1, 1], int16 or int32.
-            sample_rate: rate of ``wav`` in Hz; ``None`` means it is already at ``self.sample_rate`` (16 kHz).
-                Other rates are resampled with torchaudio, item by item.
-            lengths: ``(batch,)`` valid samples per row of a padded batch.
+            wav: ``(samples,)``; ``(batch, samples)`` (always a batch, even ``(2, samples)``); ``(batch, channels,
+                samples)``; or a list of ``(samples,)`` / ``(channels, samples)`` items. Channels are averaged.
+                numpy or torch; float in [-1, 1], int16 (/ 2^15) or int32 (/ 2^31). Shapes that look like
+                soundfile's ``(samples, channels)`` are refused: pass ``[audio.T]`` (docs/extract.md, "Inputs").
+            sample_rate: rate of ``wav`` in Hz, 4000 to 384000; other rates than ``self.sample_rate`` (16 kHz) are
+                resampled with torchaudio, item by item. ``None`` takes the audio to be at 16 kHz and warns
+                (``inputs.SampleRateWarning``).
+            lengths: ``(batch,)`` valid samples per row of a padded array (not for a list).
             layers: module indices to return (negative counts from the end); default all. Computation stops
                 after the deepest one.
             sample: also draw a reparameterised sample per Gaussian module (means still flow between modules).
@@ -167,11 +170,13 @@ class SmoothInfoMaxEncoder(nn.Module):
             An ``Extraction``: for each requested module ``mean``/``logvar``/``sample`` ``(batch, frames, dim)``,
             valid frame ``lengths`` and frame geometry. Results for an item do not depend on the rest of the batch.
         """
+        rate = self.sample_rate if sample_rate is None else check_sample_rate(sample_rate)
         parameter = next(self.parameters())
         if slow := slow_dtype_reason(compute_dtype(parameter), parameter.device):
             warnings.warn(slow, SlowDtypeWarning, stacklevel=2)
-        rate = self.sample_rate if sample_rate is None else sample_rate
         audio = prepare_audio(wav, rate, lengths, self.sample_rate, parameter.dtype, parameter.device)
+        if sample_rate is None:
+            warn_assumed_rate(self.sample_rate, stacklevel=2)
         with torch.inference_mode():
             if any(m.training for m in self.modules() if isinstance(m, nn.BatchNorm1d)):
                 features = self.forward_features(audio.waveform, audio.lengths, layers, sample, generator)
@@ -261,26 +266,34 @@ class SmoothInfoMaxEncoder(nn.Module):
         """``forward_features`` for an encoder whose BatchNorms are in eval mode, through ``inference.py``; a
         batch larger than a piece (``default_sizes_s``) runs its conv modules in pieces (``pieces.py``)."""
         wanted = self.resolve_layers(layers)
-        parameter = next(self.parameters())
-        folded = self.inference_modules()
-        lengths = lengths.cpu()
-        if waveform.shape[-1] < self._min_input_samples:
-            waveform = nn.functional.pad(waveform, (0, self._min_input_samples - waveform.shape[-1]))
-        features, first = [], 0
+        waveform, lengths = self._padded_to_min_input(waveform), lengths.cpu()
         convs = self._leading_conv_modules(max(wanted))
         piece_samples = self._sizes_samples()[1]
-        if waveform.shape[0] > 1 and waveform.numel() > piece_samples and convs:
-            parts = conv_modules_in_pieces(self, waveform, lengths, convs, logvar or sample, piece_samples)
-            features = [self._features(p.index, p.mean, p.logvar, p.lengths, sample, generator, channels_last=True)
-                        for p in parts if p.index in wanted]
-            x, lengths, first = parts[-1].mean, parts[-1].lengths, len(parts)
-        else:
-            x = (waveform * self.config.input_gain + self.config.input_offset).to(compute_dtype(parameter))
-            x = mask_tail_(x.unsqueeze(-1), lengths)  # (batch, samples, 1)
-        for index, stage in enumerate(self.stages[: max(wanted) + 1]):
-            if index < first:
-                continue
-            mean, variance = x, None
+        if waveform.shape[0] == 1 or waveform.numel() <= piece_samples or not convs:
+            return self._folded_pass(waveform, lengths, wanted, sample, generator, logvar)
+        parts = conv_modules_in_pieces(self, waveform, lengths, convs, logvar or sample, piece_samples)
+        features = [self._features(p.index, p.mean, p.logvar, p.lengths, sample, generator, channels_last=True)
+                    for p in parts if p.index in wanted]
+        return features + self._folded_stages(parts[-1].mean, parts[-1].lengths, len(parts), wanted, sample,
+                                              generator, logvar)
+
+    def _folded_pass(self, waveform, lengths, layers, sample, generator, logvar) -> list[ModuleFeatures]:
+        """``_folded_features`` of ``waveform (batch, samples)`` in one pass, never in pieces (``pieces.py`` computes
+        each piece with this)."""
+        wanted = self.resolve_layers(layers)
+        waveform, lengths = self._padded_to_min_input(waveform), lengths.cpu()
+        parameter = next(self.parameters())
+        x = (waveform * self.config.input_gain + self.config.input_offset).to(compute_dtype(parameter))
+        x = mask_tail_(x.unsqueeze(-1), lengths)  # (batch, samples, 1)
+        return self._folded_stages(x, lengths, 0, wanted, sample, generator, logvar)
+
+    def _folded_stages(self, x, lengths, first, wanted, sample, generator, logvar) -> list[ModuleFeatures]:
+        """Modules ``first .. max(wanted)`` on ``x (batch, frames, channels)``, the output of module ``first - 1``
+        (the scaled waveform ``(batch, samples, 1)`` when ``first`` is 0)."""
+        folded = self.inference_modules()
+        features = []
+        for index in range(first, max(wanted) + 1):
+            stage, mean, variance = self.stages[index], x, None
             if stage.convs:
                 mean, variance, lengths = folded[index].encode(x, lengths, want_logvar=logvar or sample)
             if stage.gru is not None:
@@ -289,6 +302,12 @@ class SmoothInfoMaxEncoder(nn.Module):
                 features.append(self._features(index, mean, variance, lengths, sample, generator, channels_last=True))
             x = mean
         return features
+
+    def _padded_to_min_input(self, waveform: torch.Tensor) -> torch.Tensor:
+        """``waveform (..., samples)`` zero-padded to at least ``_min_input_samples``."""
+        if waveform.shape[-1] >= self._min_input_samples:
+            return waveform
+        return nn.functional.pad(waveform, (0, self._min_input_samples - waveform.shape[-1]))
 
     def _leading_conv_modules(self, deepest: int) -> list[int]:
         """Modules ``0 .. k`` (``k <= deepest``) that have convs and no GRU: those a batch can compute in pieces."""

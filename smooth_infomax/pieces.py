@@ -29,19 +29,22 @@ def piece_groups(lengths: list[int], piece_samples: int) -> list[list[int]]:
 def conv_modules_in_pieces(encoder, waveform: torch.Tensor, lengths: torch.Tensor, modules: list[int],
                            logvar: bool, piece_samples: int) -> list[ModuleFeatures]:
     """``encoder._folded_features`` of conv-only ``modules`` (``0 .. k``) for a batch ``waveform (batch, samples)``
-    with ``lengths (batch,)`` on the CPU, computed group by group; a long item alone is computed in chunks.
+    with ``lengths (batch,)`` on the CPU, computed group by group, each group in one pass (``_folded_pass``); a long
+    item alone is computed in chunks. Groups are sized by each item's padded width (at least the model's
+    ``_min_input_samples``), so a group of tiny items stays within ``piece_samples`` too.
     Returns one ``ModuleFeatures`` per module, means and log-variances ``(batch, frames, dim)`` (no samples)."""
     batch, padded = waveform.shape
     frames = [int(n) for n in output_lengths(encoder.config, padded)]
     valid = output_lengths(encoder.config, lengths)
+    widths = [max(int(n), encoder._min_input_samples) for n in lengths]
     means: dict[int, torch.Tensor] = {}
     logvars: dict[int, torch.Tensor | None] = {}
-    for group in piece_groups(lengths.tolist(), piece_samples):
+    for group in piece_groups(widths, piece_samples):
         longest = int(lengths[group].max())
         if len(group) == 1 and encoder._chunkable(waveform[group, :longest], modules):
             parts = encoder._chunked_features(waveform[group[0], :longest], modules, False, None, logvar)
         else:
-            parts = encoder._folded_features(waveform[group, :longest], lengths[group], modules, False, None, logvar)
+            parts = encoder._folded_pass(waveform[group, :longest], lengths[group], modules, False, None, logvar)
         for part in parts:
             m = part.index
             if m not in means:

@@ -68,7 +68,7 @@ def _verify(encoder: SmoothInfoMaxEncoder, folder: str | Path, exact: bool) -> N
     """Reload ``folder``: features must be identical, or within 1e-2 relative error for reduced-precision weights."""
     reloaded = SmoothInfoMaxEncoder.from_pretrained(folder)
     wav = torch.randn(2, 16000, generator=torch.Generator().manual_seed(0))
-    for a, b in zip(encoder.extract(wav), reloaded.extract(wav)):
+    for a, b in zip(encoder.extract(wav, sample_rate=16000), reloaded.extract(wav, sample_rate=16000)):
         error = ((a.mean - b.mean).norm() / a.mean.norm().clamp_min(1e-12)).item()
         if (exact and error != 0.0) or error > 1e-2:
             raise RuntimeError(f"{folder}: reloaded model differs for module {a.index} (relative error {error:.2e})")

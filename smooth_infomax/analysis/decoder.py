@@ -131,7 +131,7 @@ class ModuleDecoder(nn.Module):
 
     Example:
         >>> decoder = ModuleDecoder(decoder_config_for(encoder.config, module=2))
-        >>> features = encoder.extract(wav)[2]
+        >>> features = encoder.extract(wav, sample_rate=16000)[2]
         >>> audio = decoder(features.mean, num_samples=wav.shape[-1])
     """
 

@@ -101,7 +101,8 @@ def encode_for_decoder(encoder, audio: torch.Tensor, module: int, batch_size: in
     means, logvars = [], []
     device = next(encoder.parameters()).device
     for start in range(0, len(audio), batch_size):
-        features = encoder.extract(audio[start:start + batch_size].to(device), layers=[module])[module]
+        features = encoder.extract(audio[start:start + batch_size].to(device), sample_rate=encoder.sample_rate,
+                                   layers=[module])[module]
         means.append(features.mean.float().cpu().clone())
         logvars.append(None if features.logvar is None else features.logvar.float().cpu().clone())
     return torch.cat(means), None if logvars[0] is None else torch.cat(logvars)

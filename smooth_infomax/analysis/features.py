@@ -113,8 +113,8 @@ class EncoderFeatures:
         return next(self.encoder.parameters()).device
 
     def _extract(self, wav, lengths=None):
-        return self.encoder.extract(wav, lengths=lengths, layers=self.layers, sample=self.sample,
-                                    generator=self.generator)
+        return self.encoder.extract(wav, sample_rate=self.encoder.sample_rate, lengths=lengths, layers=self.layers,
+                                    sample=self.sample, generator=self.generator)
 
     def frames(self, waveforms: Sequence[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         """For each ``(samples,)`` waveform, ``{name: (samples // 160, dim)}`` on the CPU (float32)."""

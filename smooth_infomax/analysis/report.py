@@ -106,7 +106,7 @@ def collect(encoder, clips: torch.Tensor, modules: list[int], frames_per_clip: i
     generator = torch.Generator().manual_seed(seed)
     parts: dict[int, list] = {m: [[], [], []] for m in modules}
     for start in range(0, len(clips), batch):
-        out = encoder.extract(clips[start:start + batch], layers=modules)
+        out = encoder.extract(clips[start:start + batch], sample_rate=encoder.sample_rate, layers=modules)
         for m in modules:
             f = out[m]
             parts[m][0].append(masked_time_mean(f.mean, f.lengths).float().cpu())

@@ -68,7 +68,7 @@ def run_extract(encoder, wavs, bf16: bool, batch_seconds: float) -> list[list[to
     batches = piece_groups([len(w) for w in wavs], int(batch_seconds * SAMPLE_RATE))
     for batch in batches:
         with autocast(bf16):
-            extraction = encoder.extract([wavs[i] for i in batch])
+            extraction = encoder.extract([wavs[i] for i in batch], sample_rate=16000)
         for row, i in enumerate(batch):
             outputs[i] = [f.unpad(row) for f in extraction]
     return outputs

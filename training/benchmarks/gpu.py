@@ -66,7 +66,7 @@ def run_extract(encoder, wavs, dtype: torch.dtype, batch_seconds: float) -> list
     device = next(encoder.parameters()).device
     for batch in piece_groups([len(w) for w in wavs], int(batch_seconds * SAMPLE_RATE)):
         with autocast(device, dtype):
-            extraction = encoder.extract([wavs[i] for i in batch])
+            extraction = encoder.extract([wavs[i] for i in batch], sample_rate=16000)
         for row, i in enumerate(batch):
             outputs[i] = [f.unpad(row).float().cpu() for f in extraction]
     return outputs
