@@ -38,6 +38,7 @@ BAD = {  # name -> words the reason must contain
     "broken_link.wav": "broken symbolic link",
     "fifo.wav": "not a regular file",
     "tiny.wav": "too short",
+    "rate1hz.wav": "header says 1 Hz; supported rates are 4000-384000 Hz",
 }
 
 
@@ -55,6 +56,7 @@ def make_bad_files(folder):
     os.symlink(folder / "missing-target.wav", folder / "broken_link.wav")
     os.mkfifo(folder / "fifo.wav")
     write_audio(folder / "tiny.wav", 100 / 16000)
+    sf.write(str(folder / "rate1hz.wav"), np.full(16000, 0.1, np.float32), 1)  # 32 KB; 16 kHz would be 1 GB
     (folder / "src.wav").unlink()
     (folder / "src.flac").unlink()
 

@@ -104,7 +104,16 @@ def probe(path: Path) -> AudioInfo:
         raise BadAudio("no audio samples (zero length)")
     if info.samplerate <= 0 or info.channels <= 0:
         raise BadAudio(f"invalid header ({info.samplerate} Hz, {info.channels} channels)")
+    _check_rate(info.samplerate)
     return AudioInfo(int(info.frames), int(info.samplerate), int(info.channels))
+
+
+def _check_rate(sample_rate: int) -> None:
+    """A header rate outside what ``extract`` accepts is this file's failure, before anything is allocated."""
+    from ..inputs import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise BadAudio(f"header says {sample_rate} Hz; supported rates are {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz")
 
 
 def decode(path: Path) -> DecodedAudio:
@@ -120,6 +129,7 @@ def decode(path: Path) -> DecodedAudio:
     except Exception as err:  # noqa: BLE001 -- any decoder error is this file's failure reason
         raise BadAudio(_reason(err, path)) from None
     _check_complete(path, info, mono.shape[0], file_format)
+    _check_rate(info.sample_rate)  # before resampling, which allocates 16 kHz / rate samples per sample
     if not finite:
         raise BadAudio("contains NaN or infinite samples")
     if info.sample_rate == SAMPLE_RATE:
