@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import numpy as np
@@ -159,3 +160,13 @@ def test_split_files_are_validated(tmp_path):
     path.write_text("19-198-0001\nnot-an-id\n")
     with pytest.raises(ValueError, match="split.txt:2"):
         read_split(path)
+
+
+def test_training_reader_opens_names_that_are_not_utf8(tmp_path):
+    from training.data.audio_io import audio_info
+
+    name = os.fsdecode(b"caf\xe9.wav")  # Latin-1 bytes: not valid UTF-8
+    path = tmp_path / name
+    sf.write(os.fsencode(path), np.full(1600, 0.25, np.float32), 16000)
+    assert audio_info(path) == (1600, 16000)
+    assert np.allclose(read_audio(path), 0.25, atol=1e-4)

@@ -60,7 +60,7 @@ def _to_lists(value: Any) -> Any:
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` to ``path`` through a temporary file and a rename: a crash never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")  # two writers never share a temporary
     with open(temporary, "wb") as handle:
         torch.save(payload, handle)
         handle.flush()

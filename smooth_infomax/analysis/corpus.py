@@ -13,6 +13,7 @@ Clips are mono float32 at 16 kHz (other rates are resampled), cropped or zero-pa
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,7 +124,7 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> torch.Tensor
     """Mono float32 ``(samples,)`` at ``sample_rate`` (channels averaged, resampled with torchaudio if needed)."""
     import soundfile as sf
 
-    data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    data, rate = sf.read(os.fsencode(path), dtype="float32", always_2d=True)  # bytes: names need not be UTF-8
     audio = torch.from_numpy(np.ascontiguousarray(data.mean(1)))
     if rate != sample_rate:
         import torchaudio.functional

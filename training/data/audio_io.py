@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ class AudioFileError(RuntimeError):
 def audio_info(path: str | Path) -> tuple[int, int]:
     """``(n_frames, sample_rate)`` from the file header, without decoding."""
     try:
-        info = sf.info(str(path))
+        info = sf.info(os.fsencode(path))  # bytes: soundfile cannot encode a name that is not UTF-8
     except Exception as error:  # soundfile raises several types (LibsndfileError, RuntimeError, OSError)
         raise AudioFileError(path, _reason(error)) from error
     if info.frames <= 0:
@@ -39,7 +40,7 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, start: int = 0,
     resampling is needed). ``expected_rate``: refuse files at any other rate.
     """
     try:
-        data, rate = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=True)
+        data, rate = sf.read(os.fsencode(path), start=start, stop=stop, dtype="float32", always_2d=True)
     except Exception as error:
         raise AudioFileError(path, _reason(error)) from error
     if expected_rate is not None and rate != expected_rate:
