@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Sequence
@@ -31,7 +32,7 @@ from smooth_infomax.analysis.probes import align_labels
 from smooth_infomax.audio import HOP_SAMPLES, SAMPLE_RATE
 from training.data.audio_io import AudioFileError, audio_info, read_audio
 
-__all__ = ["AUDIO_EXTENSIONS", "CROP_SAMPLES", "CorpusPaths", "CropDataset", "CropItem", "UtteranceDataset",
+__all__ = ["AUDIO_EXTENSIONS", "CROP_SAMPLES", "CorpusPaths", "clear_previous_build", "CropDataset", "CropItem", "UtteranceDataset",
            "UtteranceItem", "align_labels", "build_speaker_map", "crop_offset", "load_speaker_map", "make_loader",
            "read_phone_labels", "read_split", "save_speaker_map", "seed_worker", "speaker_of", "utterance_path"]
 
@@ -70,6 +71,17 @@ class CorpusPaths:
     def phone_table(self) -> Path:
         """Synthetic corpora only; the CPC label file's class order is unpublished."""
         return self.root / "phones.txt"
+
+
+def clear_previous_build(out: Path, generated: Sequence[str], force: bool, what: str) -> None:
+    """Refuse to write over an earlier build in ``out`` (the ``generated`` names) unless ``force``; with ``force``
+    remove what it wrote, and nothing else."""
+    existing = [name for name in generated if (out / name).exists()]
+    if existing and not force:
+        raise FileExistsError(f"{out} already holds {what} ({', '.join(existing)}); use --force to replace it")
+    for name in existing:
+        path = out / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 def read_split(path: str | Path) -> list[str]:

@@ -42,7 +42,7 @@ from training.data.alignment_check import AgreementCheck, non_silence, to_pcm16
 from training.data.audio_io import audio_info, read_audio
 from training.data.engines import EngineMissing
 from training.data.forced_align import MIN_SCORE_PER_FRAME, AlignmentError, PocketsphinxAligner, normalise_text
-from training.data.librispeech import CorpusPaths, read_split, utterance_path
+from training.data.librispeech import CorpusPaths, clear_previous_build, read_split, utterance_path
 from training.data.phones import PHONES, write_phone_table
 
 FORMAT_VERSION = 1
@@ -184,12 +184,7 @@ def check_agreement(root: Path, items: list[Labelled], aligner: PocketsphinxAlig
 
 def prepare_output(out: Path, force: bool) -> None:
     """Refuse to mix with an earlier build unless ``force``; then remove what an earlier build wrote."""
-    existing = [name for name in GENERATED if (out / name).exists()]
-    if existing and not force:
-        raise FileExistsError(f"{out} already holds an evaluation corpus ({', '.join(existing)}); use --force")
-    for name in existing:
-        path = out / name
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    clear_previous_build(out, GENERATED, force, "an evaluation corpus")
 
 
 def write_corpus(root: Path, out: Path, items: list[Labelled]) -> None:

@@ -22,7 +22,6 @@ import json
 import multiprocessing
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from tqdm import tqdm
 
 from smooth_infomax.audio import HOP_SAMPLES, SAMPLE_RATE
 from training.data import engines, text
+from training.data.librispeech import clear_previous_build
 from training.data.phones import write_phone_table
 from training.data.render import synthesize_speaker
 from training.data.speakers import ENGINES, make_roster, plan_utterance
@@ -53,12 +53,7 @@ def check_requirements(engine_names: tuple[str, ...]) -> None:
 
 
 def _prepare_output(out: Path, force: bool) -> None:
-    existing = [name for name in GENERATED if (out / name).exists()]
-    if existing and not force:
-        raise FileExistsError(f"{out} already holds a corpus ({', '.join(existing)}); use --force to replace it")
-    for name in existing:
-        path = out / name
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    clear_previous_build(out, GENERATED, force, "a corpus")
     (out / AUDIO_SUBDIR).mkdir(parents=True, exist_ok=True)
     (out / LABELS_SUBDIR).mkdir(parents=True, exist_ok=True)
 
