@@ -54,7 +54,7 @@ def _parsed(parser):
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.argument("in_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--model", help="Shipped model name, Hub repo id or local folder [default: sim-synth if shipped].")
+@click.option("--model", help="Shipped model name, Hub repo id or local folder [default: sim-mix if shipped].")
 @click.option("--revision", help="Hub branch, tag or commit of --model.")
 @click.option("--glob", "pattern", help="Only files matching this shell pattern (relative to IN_DIR; without '/' "
               "it matches file names) [default: every audio extension soundfile reads].")

@@ -366,7 +366,7 @@ class SmoothInfoMaxEncoder(nn.Module):
     @classmethod
     def from_pretrained(
         cls,
-        name_or_path: str | Path,
+        name_or_path: str | Path | None = None,
         revision: str | None = None,
         cache_dir: str | Path | None = None,
         local_files_only: bool = False,
@@ -375,10 +375,12 @@ class SmoothInfoMaxEncoder(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> SmoothInfoMaxEncoder:
         """Load a model from a local folder, a Hugging Face Hub repo id, or the name of a model shipped in the
-        package; returned in ``eval()`` mode. Only safetensors weights are read, and loading is strict."""
-        from .hub import from_pretrained
+        package (``None``: the default shipped model, ``hub.DEFAULT_MODEL``); returned in ``eval()`` mode. Only
+        safetensors weights are read, and loading is strict."""
+        from .hub import DEFAULT_MODEL, from_pretrained
 
-        return from_pretrained(cls, name_or_path, revision, cache_dir, local_files_only, token, device, dtype)
+        name = DEFAULT_MODEL if name_or_path is None else name_or_path
+        return from_pretrained(cls, name, revision, cache_dir, local_files_only, token, device, dtype)
 
     def push_to_hub(self, repo_id: str, **kwargs) -> str:
         """Upload the ``save_pretrained`` files to a Hub repo (created if needed); returns the commit URL."""

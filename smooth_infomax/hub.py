@@ -20,6 +20,8 @@ from .config import EncoderConfig
 if TYPE_CHECKING:
     from .encoder import SmoothInfoMaxEncoder
 
+DEFAULT_MODEL = "sim-mix"
+"""The model shipped in the package that ``from_pretrained()`` and ``sim-extract`` load when given none."""
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"

@@ -134,7 +134,7 @@ def test_usage_and_setup_errors_exit_2(tmp_path, tiny_model, bad, message):
 def test_default_model_is_the_shipped_one(tmp_path):
     (tmp_path / "in").mkdir()
     result = run_cli([tmp_path / "in", tmp_path / "out", "--dry-run"])
-    assert result.exit_code == 0 and "sim-synth" in result.output
+    assert result.exit_code == 0 and "sim-mix" in result.output
 
 
 def test_list_models_shows_shipped_and_cached(tmp_path, tiny_model):

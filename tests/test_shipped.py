@@ -9,7 +9,26 @@ from smooth_infomax import SmoothInfoMaxEncoder
 from smooth_infomax.cli import main
 from smooth_infomax.examples import copy_examples, example_files
 from smooth_infomax.extraction import load_features
-from smooth_infomax.hub import shipped_models
+from smooth_infomax.hub import DEFAULT_MODEL, shipped_models
+
+
+def test_the_default_model_is_shipped_and_trained_on_real_speech():
+    assert DEFAULT_MODEL == "sim-mix" and DEFAULT_MODEL in shipped_models()
+    folder = shipped_models()[DEFAULT_MODEL]
+    with safe_open(str(folder / "model.safetensors"), "pt") as weights:
+        assert weights.get_tensor("stages.0.convs.0.conv.weight").dtype == torch.float16
+    encoder = SmoothInfoMaxEncoder.from_pretrained()
+    assert encoder.name_or_path == DEFAULT_MODEL and encoder.config.preset == "sim" and not encoder.training
+    same = SmoothInfoMaxEncoder.from_pretrained(DEFAULT_MODEL)
+    assert all(torch.equal(a, b) for a, b in zip(encoder.state_dict().values(), same.state_dict().values()))
+    card = (folder / "README.md").read_text()
+    for source in ("asterisk-core-sounds-en-g722", "CC-BY-SA-3.0", "CC-BY-3.0", "espeak-ng", "phone accuracy"):
+        assert source in card, source
+
+
+def test_the_shipped_models_fit_a_small_wheel():
+    total_bytes = sum(p.stat().st_size for folder in shipped_models().values() for p in folder.iterdir())
+    assert total_bytes < 40e6
 
 
 def test_the_shipped_model_loads_by_name_and_says_what_it_is():
@@ -39,5 +58,5 @@ def test_readme_main_job_extracts_the_examples_with_the_default_model(tmp_path):
     outputs = sorted((tmp_path / "sim_features").glob("*.safetensors"))
     assert len(outputs) == 3
     features, metadata = load_features(outputs[0])
-    assert "sim-synth" in str(metadata)
+    assert DEFAULT_MODEL in str(metadata)
     assert features["module2.mean"].shape[1] == 512

@@ -26,7 +26,8 @@ def probe_figure(results: dict):
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
-    for ax, task, title in zip(axes, ("phone", "speaker"), ("phone (41 classes, frames)", "speaker (40, pooled)")):
+    titles = ("phone (41 classes, frames)", f"speaker ({results['corpus']['speakers']}, pooled crops)")
+    for ax, task, title in zip(axes, ("phone", "speaker"), titles):
         rows = accuracy_rows(results, task)
         columns = list(dict.fromkeys(f for model in rows.values() for f in model))
         width = 0.8 / len(rows)

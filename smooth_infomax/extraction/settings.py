@@ -13,7 +13,7 @@ import numpy as np
 WHAT_CHOICES = ("mean", "logvar", "sample")
 STORE_DTYPES = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2")}
 FORMATS = ("safetensors", "npz", "npy")
-DEFAULT_MODEL = "sim-synth"
+from ..hub import DEFAULT_MODEL  # noqa: F401 (re-exported for the runner)
 FEATURE_FORMAT_VERSION = 1
 """Version of the output layout (keys and metadata); part of every fingerprint."""
 
