@@ -48,6 +48,17 @@ def run_subprocess(command: list[str], timeout_s: float = 180) -> subprocess.Com
     return subprocess.run(command, capture_output=True, text=True, env=ENV, check=False, timeout=timeout_s)
 
 
+def run_with_locked(path: Path, command: list[str]) -> subprocess.CompletedProcess:
+    """Run ``command`` (honouring permissions) while ``path`` has mode 0, then restore its mode."""
+    command = honouring_permissions(command)
+    mode = path.stat().st_mode
+    path.chmod(0)
+    try:
+        return run_subprocess(command)
+    finally:
+        path.chmod(mode)
+
+
 def honouring_permissions(command: list[str]) -> list[str]:
     """``command`` run so that file permission bits apply to it. Root bypasses them through CAP_DAC_OVERRIDE and
     CAP_DAC_READ_SEARCH, so as root it runs under ``setpriv`` with both dropped from its bounding set."""
@@ -299,12 +310,7 @@ def test_unlistable_subfolder_is_a_failure(tmp_path, tiny_model):
     hidden = tmp_path / "in" / "locked"
     write_audio(hidden / "b.wav", 0.3, seed=2)
     out = tmp_path / "out"
-    command = honouring_permissions(cli_command(tmp_path / "in", out, "--model", tiny_model, "--num-workers", 0))
-    hidden.chmod(0)
-    try:
-        result = run_subprocess(command)
-    finally:
-        hidden.chmod(0o755)
+    result = run_with_locked(hidden, cli_command(tmp_path / "in", out, "--model", tiny_model, "--num-workers", 0))
     assert result.returncode == 1, result.stderr
     assert "FAILED locked/: cannot list folder (Permission denied)" in result.stderr
     assert "1 written, 0 up to date, 1 failed" in result.stdout
@@ -351,12 +357,7 @@ def test_unreadable_file_says_permission_denied(tmp_path, tiny_model):
     write_audio(tmp_path / "in" / "a.wav", 0.3, seed=1)
     locked = write_audio(tmp_path / "in" / "locked.wav", 0.3, seed=2)
     out = tmp_path / "out"
-    command = honouring_permissions(cli_command(tmp_path / "in", out, "--model", tiny_model, "--num-workers", 0))
-    locked.chmod(0)
-    try:
-        result = run_subprocess(command)
-    finally:
-        locked.chmod(0o644)
+    result = run_with_locked(locked, cli_command(tmp_path / "in", out, "--model", tiny_model, "--num-workers", 0))
     assert result.returncode == 1, result.stderr
     assert "FAILED locked.wav: cannot access file (Permission denied)" in result.stderr
     assert "System error" not in result.stderr
