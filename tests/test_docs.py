@@ -59,12 +59,12 @@ def test_readme_commands_are_the_two_documented_ones():
 
 def test_readme_main_job_runs_as_written_in_a_fresh_environment(tmp_path):
     """The Quickstart's first command, verbatim, in a copy of the checkout and a new virtual environment. Offline:
-    dependencies come from this environment (--system-site-packages), the build uses its hatchling."""
+    dependencies come from this environment (see _venv_seeing), the build uses its hatchling."""
     main_job = README_BASH[0].strip()
     checkout = tmp_path / "checkout"
     shutil.copytree(ROOT, checkout, ignore=_NOT_COPIED)
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    _venv_seeing(sys.executable, venv)
     # ensurepip's old setuptools would shadow this environment's (torch needs a newer one, and we are offline)
     subprocess.run([venv / "bin" / "python", "-m", "pip", "uninstall", "-q", "-y", "setuptools"], check=True)
     env = {**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}", "PIP_NO_INDEX": "1",
@@ -75,3 +75,29 @@ def test_readme_main_job_runs_as_written_in_a_fresh_environment(tmp_path):
     outputs = sorted(p.name for p in (checkout / "sim_features").glob("*.safetensors"))
     assert outputs == sorted(f"{p.name}.safetensors" for p in (checkout / "sim_examples").glob("*.flac"))
     assert len(outputs) == 3
+
+
+def test_a_venv_made_inside_a_venv_sees_the_outer_venvs_packages(tmp_path):
+    """The case of a contributor who runs `bash .ci/run` in an activated venv: `--system-site-packages` alone
+    would show the nested venv the base interpreter's packages, not the outer venv's."""
+    outer, nested = tmp_path / "outer", tmp_path / "nested"
+    _venv_seeing(sys.executable, outer)
+    (Path(_site_packages(outer / "bin" / "python")) / "only_in_outer_venv.py").write_text("HERE = True\n")
+    _venv_seeing(str(outer / "bin" / "python"), nested)
+    for package in ("only_in_outer_venv", "smooth_infomax", "hatchling"):
+        result = subprocess.run([nested / "bin" / "python", "-c", f"import {package}"], capture_output=True, text=True)
+        assert result.returncode == 0, f"{package}: {result.stderr[-1000:]}"
+
+
+def _venv_seeing(parent_python: str, venv: Path) -> None:
+    """A new venv at ``venv`` that sees every package of ``parent_python``'s environment (the base interpreter's
+    through ``--system-site-packages``, a parent venv's through a ``.pth`` file), as .ci/run makes its own."""
+    subprocess.run([parent_python, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    script = "import sys; print('\\n'.join(p for p in sys.path if p.endswith(('site-packages', 'dist-packages'))))"
+    parent_dirs = subprocess.run([parent_python, "-c", script], capture_output=True, text=True, check=True).stdout
+    (Path(_site_packages(venv / "bin" / "python")) / "parent_environment.pth").write_text(parent_dirs)
+
+
+def _site_packages(python: Path) -> str:
+    script = "import sysconfig; print(sysconfig.get_path('purelib'))"
+    return subprocess.run([python, "-c", script], capture_output=True, text=True, check=True).stdout.strip()
