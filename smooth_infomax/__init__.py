@@ -4,6 +4,7 @@ Importing this package has no side effects: it prints nothing, downloads nothing
 dependency (Hub client, plotting, training code) until a function that needs it is called.
 """
 
+from .batching import AudioBatch, FeatureStandardizer, collate_audio
 from .config import PRESETS, ConvLayerConfig, EncoderConfig, LossConfig, ModuleConfig, preset
 from .encoder import SmoothInfoMaxEncoder
 from .outputs import Extraction, ModuleFeatures, ModuleTrainOutput
@@ -12,13 +13,16 @@ __version__ = "0.1.0"
 
 __all__ = [
     "PRESETS",
+    "AudioBatch",
     "ConvLayerConfig",
     "EncoderConfig",
     "Extraction",
+    "FeatureStandardizer",
     "LossConfig",
     "ModuleConfig",
     "ModuleFeatures",
     "ModuleTrainOutput",
     "SmoothInfoMaxEncoder",
+    "collate_audio",
     "preset",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .config import EncoderConfig, estimate_parameters
@@ -38,19 +38,20 @@ class ModelCard:
     notes: str = ""
 
 
+def hub_metadata(tags: Sequence[str], datasets: Sequence[str] = (), pipeline_tag: str | None = None) -> str:
+    """The YAML header the Hub reads from a card (library, licence, pipeline, tags, datasets), written by
+    ``huggingface_hub.ModelCardData`` so that the keys are the ones the Hub knows; ends with a newline."""
+    from huggingface_hub import ModelCardData
+
+    data = ModelCardData(library_name="smooth-infomax", license="mit", pipeline_tag=pipeline_tag, tags=list(tags),
+                         datasets=list(datasets) or None)
+    return f"---\n{data.to_yaml()}\n---\n"
+
+
 def render_model_card(config: EncoderConfig, card: ModelCard) -> str:
     """The card's Markdown, with a YAML header the Hub reads (library, licence, tags, datasets)."""
-    header = [
-        "---",
-        "library_name: smooth-infomax",
-        "license: mit",
-        "pipeline_tag: feature-extraction",
-        "tags:",
-        *[f"- {tag}" for tag in ("audio", "speech", "self-supervised-learning", "smooth-infomax", config.preset)],
-    ]
-    if card.datasets:
-        header += ["datasets:", *[f"- {json.dumps(d)}" for d in card.datasets]]
-    header.append("---")
+    header = hub_metadata(("audio", "speech", "self-supervised-learning", "smooth-infomax", config.preset),
+                          card.datasets, pipeline_tag="feature-extraction")
     body = [
         f"# {card.title}",
         "",
@@ -74,13 +75,16 @@ def render_model_card(config: EncoderConfig, card: ModelCard) -> str:
     if card.notes:
         body += ["## Notes", "", card.notes, ""]
     body += ["## Citation", "", "```bibtex", CITATION, "```", ""]
-    return "\n".join(header + body)
+    return header + "\n".join(body)
 
 
 def _modules_table(config: EncoderConfig) -> list[str]:
-    rows = ["## Modules", "", "| module | output | dim | hop (samples) | receptive field (samples) |", "|---|---|---|---|---|"]
-    for index, (module, dim, geo) in enumerate(zip(config.modules, config.output_dims(), module_geometries(config))):
-        kind = "GRU" if module.gru_hidden_size else {"gaussian": "Gaussian", "mean": "linear mean"}.get(module.head, "ReLU conv")
+    rows = ["## Modules", "", "| module | output | dim | hop (samples) | receptive field (samples) |",
+            "|---|---|---|---|---|"]
+    heads = {"gaussian": "Gaussian", "mean": "linear mean"}
+    per_module = zip(config.modules, config.output_dims(), module_geometries(config), strict=True)
+    for index, (module, dim, geo) in enumerate(per_module):
+        kind = "GRU" if module.gru_hidden_size else heads.get(module.head, "ReLU conv")
         field_text = "to the start (GRU)" if geo.receptive_field_samples is None else str(geo.receptive_field_samples)
         rows.append(f"| {index} | {kind} | {dim} | {geo.hop_samples} | {field_text} |")
     return rows + [""]
@@ -90,5 +94,6 @@ def _metrics_table(metrics: dict[str, float]) -> list[str]:
     if not metrics:
         return ["## Results", "", "No evaluation recorded for this model.", ""]
     rows = ["## Results", "", "| metric | value |", "|---|---|"]
-    rows += [f"| {name} | {value:.2f} |" if isinstance(value, float) else f"| {name} | {value} |" for name, value in metrics.items()]
+    rows += [f"| {name} | {value:.2f} |" if isinstance(value, float) else f"| {name} | {value} |"
+             for name, value in metrics.items()]
     return rows + [""]

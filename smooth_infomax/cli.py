@@ -12,17 +12,27 @@ This module only parses options; the work is done by ``smooth_infomax.extraction
 
 from __future__ import annotations
 
-import os
+import dataclasses
 import warnings
 from pathlib import Path
+from typing import Any
 
 import click
 
-from .extraction.settings import FORMATS, STORE_DTYPES, RunOptions, parse_modules, parse_shard, parse_what
+from .extraction.settings import (
+    FORMATS,
+    STORE_DTYPES,
+    RunOptions,
+    format_modules,
+    format_what,
+    parse_modules,
+    parse_shard,
+    parse_what,
+)
 
-# One decoding worker per four cores, at most four: decoding costs 1-2 % of the CPU compute, and on 2 cores a
-# forked worker only slows the main process (docs/performance.md).
-_DEFAULT_WORKERS = min(4, (os.cpu_count() or 2) // 4)
+_DEFAULT: dict[str, Any] = {field.name: field.default for field in dataclasses.fields(RunOptions)
+                            if field.default is not dataclasses.MISSING}  # IN_DIR and OUT_DIR have none
+"""Every option's default, from ``RunOptions`` (their one home, shared with Python callers)."""
 
 
 class SetupFailure(click.ClickException):
@@ -34,7 +44,7 @@ class SetupFailure(click.ClickException):
 def _list_models(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
-    from .extraction.models import model_list_lines
+    from .model_list import model_list_lines
 
     for line in model_list_lines():
         click.echo(line)
@@ -61,31 +71,34 @@ def _parsed(parser):
 @click.option("--manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Read the input list from this file (one path per line, TSV first column, or JSON lines with "
               "'path'/'audio_filepath'); relative paths are relative to IN_DIR.")
-@click.option("--modules", default="all", show_default=True, callback=_parsed(parse_modules),
+@click.option("--modules", default=format_modules(_DEFAULT["modules"]), show_default=True,
+              callback=_parsed(parse_modules),
               help="Modules to store: 'all' or indices such as 0,2,-1.")
-@click.option("--what", default="mean", show_default=True, callback=_parsed(parse_what),
+@click.option("--what", default=format_what(_DEFAULT["what"]), show_default=True, callback=_parsed(parse_what),
               help="Comma-separated subset of mean,logvar,sample (logvar and sample exist for Gaussian modules).")
-@click.option("--dtype", type=click.Choice(list(STORE_DTYPES)), default="float32", show_default=True,
+@click.option("--dtype", type=click.Choice(list(STORE_DTYPES)), default=_DEFAULT["dtype"], show_default=True,
               help="Stored dtype.")
-@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="safetensors", show_default=True,
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default=_DEFAULT["fmt"], show_default=True,
               help="Output format (npz is written without pickle).")
-@click.option("--chunk-seconds", type=click.FloatRange(min=0.01), default=30.0, show_default=True,
+@click.option("--chunk-seconds", type=click.FloatRange(min=0.01), default=_DEFAULT["chunk_seconds"], show_default=True,
               help="Files longer than this are processed in chunks of this length (bounded memory, same result).")
-@click.option("--batch-seconds", type=click.FloatRange(min=0.01), default=60.0, show_default=True,
+@click.option("--batch-seconds", type=click.FloatRange(min=0.01), default=_DEFAULT["batch_seconds"], show_default=True,
               help="Padded audio per batch; files of similar length are batched together.")
-@click.option("--num-workers", type=click.IntRange(min=0), default=_DEFAULT_WORKERS, show_default=True,
+@click.option("--num-workers", type=click.IntRange(min=0), default=_DEFAULT["num_workers"], show_default=True,
               help="DataLoader workers decoding and resampling (0: in the main process).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--bf16", is_flag=True, help="Compute under bfloat16 autocast (faster on recent hardware; "
+@click.option("--device", default=_DEFAULT["device"], show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--bf16", is_flag=True, default=_DEFAULT["bf16"],
+              help="Compute under bfloat16 autocast (faster on recent hardware; "
               "results differ slightly, so outputs are fingerprinted separately).")
-@click.option("--skip-existing/--force", default=True, show_default=True,
+@click.option("--skip-existing/--force", default=_DEFAULT["skip_existing"], show_default=True,
               help="Skip inputs whose output is up to date (same input and settings), or recompute everything. "
               "Outputs made with other settings stop the run (exit 2) unless --force is given; --force replaces "
               "them.")
-@click.option("--dry-run", is_flag=True, help="Print what would be computed and the disk estimate; write nothing.")
+@click.option("--dry-run", is_flag=True, default=_DEFAULT["dry_run"],
+              help="Print what would be computed and the disk estimate; write nothing.")
 @click.option("--shard", callback=_parsed(parse_shard), metavar="I/N",
               help="Process only shard I of N (0-based); under torchrun each rank takes its own sub-shard.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--quiet", "-q", is_flag=True, default=_DEFAULT["quiet"], help="No progress bar.")
 @click.option("--list-models", is_flag=True, is_eager=True, expose_value=False, callback=_list_models,
               help="List shipped and cached models, then exit.")
 @click.pass_context

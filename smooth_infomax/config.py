@@ -71,7 +71,8 @@ class ModuleConfig:
         if not isinstance(self.conv_layers, tuple):
             raise ValueError(f"{where}.conv_layers must be a list of conv layers")
         if len(self.conv_layers) > _MAX_LAYERS_PER_MODULE:
-            raise ValueError(f"{where}.conv_layers has {len(self.conv_layers)} layers; at most {_MAX_LAYERS_PER_MODULE}")
+            raise ValueError(f"{where}.conv_layers has {len(self.conv_layers)} layers; "
+                             f"at most {_MAX_LAYERS_PER_MODULE}")
         for i, layer in enumerate(self.conv_layers):
             if not isinstance(layer, ConvLayerConfig):
                 raise ValueError(f"{where}.conv_layers[{i}] must be a conv layer config")
@@ -111,7 +112,8 @@ class LossConfig:
         if not isinstance(self.kl_weight, (int, float)) or isinstance(self.kl_weight, bool) or self.kl_weight < 0:
             raise ValueError(f"loss.kl_weight must be a number >= 0, not {self.kl_weight!r}")
         if self.kl_normalisation not in ("time_sum", "per_element"):
-            raise ValueError(f"loss.kl_normalisation must be 'time_sum' or 'per_element', not {self.kl_normalisation!r}")
+            raise ValueError("loss.kl_normalisation must be 'time_sum' or 'per_element', "
+                             f"not {self.kl_normalisation!r}")
 
 
 @dataclass(frozen=True)
@@ -223,7 +225,8 @@ def _module_from_dict(data: Any, where: str) -> ModuleConfig:
     layers = data.get("conv_layers", [])
     if not isinstance(layers, (list, tuple)):
         raise ValueError(f"{where}.conv_layers must be a list")
-    conv = tuple(ConvLayerConfig(**_only_known(ConvLayerConfig, d, f"{where}.conv_layers[{j}]")) for j, d in enumerate(layers))
+    conv = tuple(ConvLayerConfig(**_only_known(ConvLayerConfig, d, f"{where}.conv_layers[{j}]"))
+                 for j, d in enumerate(layers))
     return ModuleConfig(**{**data, "conv_layers": conv})
 
 
@@ -234,7 +237,8 @@ def _only_known(cls: type, data: Any, where: str) -> dict[str, Any]:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ValueError(f"{where} has unknown key(s) {', '.join(map(repr, unknown))}; known: {', '.join(fields)}")
-    required = [n for n, f in fields.items() if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    required = [n for n, f in fields.items()
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     missing = [n for n in required if n not in data]
     if missing:
         raise ValueError(f"{where} is missing key(s) {', '.join(map(repr, missing))}")

@@ -113,7 +113,7 @@ def convert_checkpoint(checkpoint: str | Path, out_dir: str | Path, preset_name:
             raise LoadError(f"{checkpoint}: not a PyTorch tensor checkpoint (unreadable pickle stream)") from None
         raise LoadError(f"{checkpoint}: holds objects other than tensors and plain containers; such files are never "
                         "unpickled here, because unpickling can execute arbitrary code") from None
-    except Exception as err:  # torch raises several types for non-checkpoints
+    except Exception as err:  # noqa: BLE001 -- torch raises several types for non-checkpoints
         raise LoadError(f"{checkpoint}: not a PyTorch tensor checkpoint ({type(err).__name__})") from None
     if not isinstance(reference, dict):
         raise LoadError(f"{checkpoint}: expected a state dict, found {type(reference).__name__}")
@@ -134,16 +134,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("out_dir", help="folder to write config.json, model.safetensors and README.md to")
     parser.add_argument("--preset", required=True, choices=["sim", "gim_sim_repo", "gim", "cpc"])
     args = parser.parse_args(argv)
-    from .hub import LoadError
+    from .hub import load_errors_as
 
-    try:
+    with load_errors_as(_exit_with_error):  # the reasons name the checkpoint
         _, conversion = convert_checkpoint(args.checkpoint, args.out_dir, args.preset)
-    except (LoadError, ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(1) from None
     print(f"wrote {args.out_dir} ({len(conversion.state_dict)} tensors)")
     for key, why in sorted(conversion.dropped.items()):
         print(f"dropped {key}: {why}")
+
+
+def _exit_with_error(message: str) -> SystemExit:
+    """Exit status 1 with ``error: <message>`` on stderr."""
+    print(f"error: {message}", file=sys.stderr)
+    return SystemExit(1)
 
 
 if __name__ == "__main__":

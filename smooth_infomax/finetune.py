@@ -31,7 +31,7 @@ class LayerWeightedSum(nn.Module):
         if modules is None:
             common = Counter(dims).most_common(1)[0][0]
             modules = [i for i, d in enumerate(dims) if d == common]
-        self.modules_used = encoder.resolve_layers(list(modules))
+        self.modules_used = encoder.resolve_modules(list(modules))
         if len({dims[i] for i in self.modules_used}) != 1:
             raise ValueError(f"modules {self.modules_used} have different dims {[dims[i] for i in self.modules_used]}; "
                              "choose modules of equal dim")
@@ -50,8 +50,9 @@ class LayerWeightedSum(nn.Module):
         by_index = {f.index: f for f in features}
         missing = [i for i in self.modules_used if i not in by_index]
         if missing:
-            raise ValueError(f"features of modules {missing} are missing; extract them with layers={self.modules_used}")
-        pooled = [_pool(by_index[i], r) for i, r in zip(self.modules_used, self.pool)]
+            raise ValueError(f"features of modules {missing} are missing; "
+                             f"extract them with modules={self.modules_used}")
+        pooled = [_pool(by_index[i], r) for i, r in zip(self.modules_used, self.pool, strict=True)]
         frames = min(p.shape[1] for p, _ in pooled)
         lengths = torch.stack([n for _, n in pooled]).min(dim=0).values.clamp_max(frames)
         stacked = torch.stack([p[:, :frames] for p, _ in pooled])  # (modules, batch, frames, dim)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import overload
 
 import torch
 
 from .config import ConvLayerConfig, EncoderConfig
 
 
+@overload
+def conv_output_length(num_samples: torch.Tensor, layer: ConvLayerConfig) -> torch.Tensor: ...
+@overload
+def conv_output_length(num_samples: int, layer: ConvLayerConfig) -> int: ...
 def conv_output_length(num_samples: torch.Tensor | int, layer: ConvLayerConfig) -> torch.Tensor | int:
     """Frames a Conv1d layer makes from ``num_samples`` inputs: floor((n + 2p - k) / s) + 1, and 0 when the
     formula goes below 0 or there is no input at all (padding alone makes no valid frame)."""
@@ -68,11 +73,25 @@ def module_geometries(config: EncoderConfig) -> list[FrameGeometry]:
     return geometries
 
 
-def output_lengths(config: EncoderConfig, num_samples: torch.Tensor | int) -> list[torch.Tensor | int]:
+@overload
+def output_lengths(config: EncoderConfig, num_samples: torch.Tensor) -> list[torch.Tensor]: ...
+@overload
+def output_lengths(config: EncoderConfig, num_samples: int) -> list[int]: ...
+def output_lengths(config: EncoderConfig, num_samples: torch.Tensor | int) -> list[torch.Tensor] | list[int]:
     """Valid frames after each module for inputs of ``num_samples`` samples (int or tensor of shape ``(batch,)``)."""
-    lengths, current = [], num_samples
+    lengths: list = []  # all tensors or all ints, as the overloads say
+    current = num_samples
     for module in config.modules:
         for layer in module.conv_layers:
             current = conv_output_length(current, layer)
         lengths.append(current)
     return lengths
+
+
+def min_input_samples(config: EncoderConfig) -> int:
+    """Fewest input samples for which every conv layer of ``config`` yields at least one (possibly masked) frame."""
+    needed = 1
+    for module in reversed(config.modules):
+        for layer in reversed(module.conv_layers):
+            needed = max(1, (needed - 1) * layer.stride + layer.kernel_size - 2 * layer.padding)
+    return needed

@@ -1,16 +1,28 @@
-"""Saving and loading models: local folders, the Hugging Face Hub and models shipped inside the package.
+"""Saving and loading models and their decoders: local folders, the Hugging Face Hub and models shipped inside the
+package. Every model folder is written and read here, for the encoder and for ``analysis.decoder``.
 
 A model folder holds exactly three files: ``config.json`` (the ``EncoderConfig``), ``model.safetensors`` (the
-weights) and ``README.md`` (the model card). Only safetensors weights are ever read; pickle-based files are refused,
-because unpickling a file can run arbitrary code.
+weights) and ``README.md`` (the model card). A decoder's folder holds the same three files and sits in a sub-folder
+of its encoder's folder or repo (``decoders/module-<m>``). Only safetensors weights are ever read; pickle-based files
+are refused, because unpickling a file can run arbitrary code. Loading is strict: every key, shape and dtype kind
+must match the config, checked on the meta device before anything is allocated.
+
+On the Hub, a revision (branch, tag or commit) is resolved to one commit, and the config and the weights are both
+downloaded at that commit, so a branch that moves in between cannot pair a config with other weights.
+``huggingface_hub.PyTorchModelHubMixin`` is not used: it downloads the config and the weights each at the moving
+revision, loads with ``strict=False`` by default and falls back to a pickled ``pytorch_model.bin``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
@@ -32,9 +44,31 @@ _REFUSAL = (
     "`python -m smooth_infomax.convert`."
 )
 
+ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
+ConfigT = TypeVar("ConfigT")
+
 
 class LoadError(ValueError):
     """A model folder, file or repo that cannot be loaded; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """Where a model's (or decoder's) files are: ``folder`` holds ``config.json`` and ``model.safetensors``;
+    ``source`` is the name, path or repo id asked for; ``commit`` is the Hub commit both files came from (``None``
+    for local folders and shipped models)."""
+
+    folder: Path
+    source: str
+    commit: str | None
+
+    @property
+    def config_path(self) -> Path:
+        return self.folder / CONFIG_NAME
+
+    @property
+    def weights_path(self) -> Path:
+        return self.folder / WEIGHTS_NAME
 
 
 def shipped_models() -> dict[str, Path]:
@@ -43,6 +77,30 @@ def shipped_models() -> dict[str, Path]:
     if not root.is_dir():
         return {}
     return {p.name: Path(str(p)) for p in root.iterdir() if p.is_dir() and (p / CONFIG_NAME).is_file()}
+
+
+# --- writing -------------------------------------------------------------------------------------------------------
+
+def write_model_folder(directory: str | Path, module: torch.nn.Module, config_json: str, card_markdown: str,
+                       metadata: dict[str, str], weights_dtype: torch.dtype | None = None) -> Path:
+    """Write ``config.json``, ``model.safetensors`` (``module``'s state dict on the CPU, floating-point tensors
+    stored as ``weights_dtype`` when given) and ``README.md`` into ``directory``; returns it."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(_cpu_tensors(module, weights_dtype), str(directory / WEIGHTS_NAME), metadata=metadata)
+    (directory / CONFIG_NAME).write_text(config_json, encoding="utf-8")
+    (directory / CARD_NAME).write_text(card_markdown, encoding="utf-8")
+    return directory
+
+
+def _cpu_tensors(module: torch.nn.Module, weights_dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
+    def stored(t: torch.Tensor) -> torch.Tensor:
+        t = t.detach().cpu()
+        return (t.to(weights_dtype) if weights_dtype is not None and t.is_floating_point() else t).contiguous()
+
+    return {name: stored(t) for name, t in module.state_dict().items()}
 
 
 def save_pretrained(
@@ -54,18 +112,174 @@ def save_pretrained(
     ``weights_dtype`` (e.g. ``torch.float16``) stores the floating-point tensors in that dtype; loading casts them
     back to the dtype the model is built in (float32 unless ``from_pretrained(dtype=...)``).
     """
-    from safetensors.torch import save_file
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    cast = lambda t: t.to(weights_dtype) if weights_dtype is not None and t.is_floating_point() else t  # noqa: E731
-    tensors = {name: cast(t.detach().cpu()).contiguous() for name, t in model.state_dict().items()}
-    metadata = {"format": "pt", "library": "smooth-infomax", "preset": model.config.preset}
-    save_file(tensors, str(directory / WEIGHTS_NAME), metadata=metadata)
-    (directory / CONFIG_NAME).write_text(model.config.to_json(), encoding="utf-8")
     card = card or getattr(model, "model_card", None) or ModelCard()
-    (directory / CARD_NAME).write_text(render_model_card(model.config, card), encoding="utf-8")
-    return directory
+    metadata = {"format": "pt", "library": "smooth-infomax", "preset": model.config.preset}
+    return write_model_folder(directory, model, model.config.to_json(), render_model_card(model.config, card),
+                              metadata, weights_dtype)
+
+
+def upload_folder(folder: str | Path, repo_id: str, path_in_repo: str | None = None, revision: str | None = None,
+                  private: bool | None = None, token: str | None = None,
+                  commit_message: str = "Upload smooth-infomax model") -> str:
+    """Upload a saved folder to ``repo_id`` (created if needed), into ``path_in_repo`` and onto branch ``revision``
+    (created from the default branch if needed); returns the URL of the commit."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    if revision is not None:
+        api.create_branch(repo_id, branch=revision, exist_ok=True)
+    info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), path_in_repo=path_in_repo, revision=revision,
+                             commit_message=commit_message)
+    return str(getattr(info, "commit_url", info))
+
+
+def push_saved(save: Callable[[Path], object], repo_id: str, **upload: Any) -> str:
+    """``save(folder)`` into a temporary folder, then ``upload_folder(folder, repo_id, **upload)``."""
+    with tempfile.TemporaryDirectory() as folder:
+        save(Path(folder))
+        return upload_folder(folder, repo_id, **upload)
+
+
+def push_to_hub(
+    model: SmoothInfoMaxEncoder,
+    repo_id: str,
+    revision: str | None = None,
+    private: bool | None = None,
+    token: str | None = None,
+    commit_message: str = "Upload smooth-infomax model",
+    model_card: ModelCard | None = None,
+) -> str:
+    """Create ``repo_id`` if needed and upload ``config.json``, ``model.safetensors`` and ``README.md``.
+
+    Returns the URL of the commit.
+    """
+    return push_saved(lambda folder: save_pretrained(model, folder, model_card), repo_id, revision=revision,
+                      private=private, token=token, commit_message=commit_message)
+
+
+# --- finding -------------------------------------------------------------------------------------------------------
+
+def locate(
+    name_or_path: str | Path,
+    subfolder: str | None = None,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+    local_files_only: bool = False,
+    token: str | bool | None = None,
+    kind: str = "model",
+) -> ModelFiles:
+    """The files of a model (or, with ``subfolder``, of a decoder beside it): a local folder, a shipped model's
+    name, or a Hub repo id, downloaded at the one commit ``revision`` resolves to (see ``download``). ``kind``
+    names what is looked for in error messages."""
+    path, name = Path(name_or_path), str(name_or_path)
+    if path.is_dir():
+        return _local_files(path / (subfolder or ""), name, kind)
+    shipped = shipped_models()
+    if name in shipped:
+        return _local_files(shipped[name] / (subfolder or ""), name, kind)
+    if path.suffix == ".safetensors" or name.startswith((".", "/", "~")) or path.exists():
+        raise LoadError(f"{name}: not a {kind} folder (expected a folder with {CONFIG_NAME} and {WEIGHTS_NAME})")
+    return download(name, subfolder, revision, cache_dir, local_files_only, token)
+
+
+def _local_files(folder: Path, source: str, kind: str) -> ModelFiles:
+    if not folder.is_dir():
+        raise LoadError(f"{folder}: no such {kind} folder")
+    if (folder / WEIGHTS_NAME).is_file() and (folder / CONFIG_NAME).is_file():
+        return ModelFiles(folder, source, None)
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+    if pickles and not (folder / WEIGHTS_NAME).is_file():
+        raise LoadError(f"{folder}: found {', '.join(pickles)} but no {WEIGHTS_NAME}. {_REFUSAL}")
+    missing = [n for n in (CONFIG_NAME, WEIGHTS_NAME) if not (folder / n).is_file()]
+    raise LoadError(f"{folder}: not a smooth-infomax {kind} folder, missing {', '.join(missing)}")
+
+
+def download(
+    repo_id: str,
+    subfolder: str | None = None,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+    local_files_only: bool = False,
+    token: str | bool | None = None,
+) -> ModelFiles:
+    """Download ``config.json`` and ``model.safetensors`` (inside ``subfolder``) of a Hub repo at one commit.
+
+    ``snapshot_download`` resolves ``revision`` (default: the main branch) to a commit once, from the Hub or, offline,
+    from the cache's refs, then fetches each file by that commit. A file the snapshot lacks is asked for by commit,
+    so that the Hub's own error says why (``EntryNotFoundError``, ``LocalEntryNotFoundError`` offline); missing
+    safetensors weights are a ``LoadError``.
+    """
+    from huggingface_hub import snapshot_download
+
+    names = [_in_folder(subfolder, CONFIG_NAME), _in_folder(subfolder, WEIGHTS_NAME)]
+    snapshot = Path(snapshot_download(repo_id, revision=revision, allow_patterns=names, cache_dir=cache_dir,
+                                      local_files_only=local_files_only, token=token))
+    commit = snapshot.name  # the cache keeps a revision's files under snapshots/<commit>/
+    for name in names:
+        if not (snapshot / name).is_file():
+            _fetch_by_commit(repo_id, name, commit, cache_dir, local_files_only, token)
+    return ModelFiles(snapshot / (subfolder or ""), repo_id, commit)
+
+
+def find_subfolders(name_or_path: str | Path, pattern: str, revision: str | None = None,
+                    cache_dir: str | Path | None = None, local_files_only: bool = False,
+                    token: str | bool | None = None) -> tuple[list[str], str | None]:
+    """Sub-folders matching the glob ``pattern`` (e.g. ``"decoders/*/*"``) that hold a ``config.json``, in a local
+    folder, a shipped model or a Hub repo (only the configs are downloaded, at the one commit ``revision`` resolves
+    to). Returns the sorted sub-folders and that commit (``None`` for local folders)."""
+    path, name = Path(name_or_path), str(name_or_path)
+    shipped = shipped_models()
+    folder = path if path.is_dir() else shipped.get(name)
+    commit = None
+    if folder is None:
+        from huggingface_hub import snapshot_download
+
+        folder = Path(snapshot_download(name, revision=revision, allow_patterns=[f"{pattern}/{CONFIG_NAME}"],
+                                        cache_dir=cache_dir, local_files_only=local_files_only, token=token))
+        commit = folder.name
+    found = sorted(p.parent.relative_to(folder).as_posix() for p in folder.glob(f"{pattern}/{CONFIG_NAME}"))
+    return found, commit
+
+
+def _in_folder(subfolder: str | None, filename: str) -> str:
+    return f"{subfolder.strip('/')}/{filename}" if subfolder else filename
+
+
+def _fetch_by_commit(repo_id: str, filename: str, commit: str, cache_dir: str | Path | None, local_files_only: bool,
+                     token: str | bool | None) -> None:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    try:
+        hf_hub_download(repo_id, filename, revision=commit, cache_dir=cache_dir, local_files_only=local_files_only,
+                        token=token)
+    except LocalEntryNotFoundError:
+        raise
+    except EntryNotFoundError:
+        if not filename.endswith(WEIGHTS_NAME):
+            raise
+        raise LoadError(f"{repo_id}@{commit}: the repo has no {filename}. {_REFUSAL}") from None
+
+
+# --- reading -------------------------------------------------------------------------------------------------------
+
+def read_config(path: Path, from_json: Callable[[str], ConfigT]) -> ConfigT:
+    """``from_json`` of the file's text; a config it refuses is a ``LoadError`` naming the file."""
+    try:
+        return from_json(path.read_text(encoding="utf-8"))
+    except (ValueError, TypeError) as err:
+        raise LoadError(f"{path}: {err}") from None
+
+
+def build_and_load(build: Callable[[], ModuleT], weights_path: Path) -> ModuleT:
+    """``build()`` a module and strictly load ``weights_path`` into it; the file's header is first checked against
+    the module built on the meta device, so weights that do not fit the config allocate nothing."""
+    with torch.device("meta"):
+        check_weights_header(build().state_dict(), weights_path)
+    module = build()
+    _load_weights(module, weights_path)
+    return module
 
 
 def from_pretrained(
@@ -79,61 +293,33 @@ def from_pretrained(
     dtype: torch.dtype | None = None,
 ) -> SmoothInfoMaxEncoder:
     """See ``SmoothInfoMaxEncoder.from_pretrained``."""
-    folder, source, resolved = _resolve(name_or_path, revision, cache_dir, local_files_only, token)
-    config = _read_config(folder / CONFIG_NAME)
-    with torch.device("meta"):  # shapes only: a folder whose weights do not match allocates nothing
-        check_weights_header(cls(config).state_dict(), folder / WEIGHTS_NAME)
-    model = cls(config)
-    _load_weights(model, folder / WEIGHTS_NAME)
-    model.name_or_path, model.revision = source, resolved
+    files = locate(name_or_path, None, revision, cache_dir, local_files_only, token)
+    config = read_config(files.config_path, EncoderConfig.from_json)
+    model = build_and_load(lambda: cls(config), files.weights_path)
+    model.name_or_path, model.revision = files.source, files.commit
     return model.to(device=device, dtype=dtype).eval()
 
 
-def _resolve(name_or_path, revision, cache_dir, local_files_only, token) -> tuple[Path, str, str | None]:
-    """The local folder holding the model's files, the source name and the resolved revision (commit)."""
-    path = Path(name_or_path)
-    if path.is_dir():
-        _check_local_folder(path)
-        return path, str(name_or_path), None
-    name = str(name_or_path)
-    shipped = shipped_models()
-    if name in shipped:
-        return shipped[name], name, None
-    if path.suffix == ".safetensors" or name.startswith((".", "/", "~")) or path.exists():
-        raise LoadError(f"{name}: not a model folder (expected a folder with {CONFIG_NAME} and {WEIGHTS_NAME})")
-    return _download(name, revision, cache_dir, local_files_only, token)
+def weights_sha256(tensors: Mapping[str, torch.Tensor]) -> str:
+    """The pin of a set of weights: sha256 over the tensors in name order, each as its name, shape and values.
+
+    Floating-point values are hashed as float32, so a ``model.safetensors`` stored in float16 and the float32 model
+    loaded from it give the same pin; other tensors are hashed as int64. Decoders record their encoder's pin.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu()
+        values = tensor.to(torch.float32 if tensor.is_floating_point() else torch.int64).contiguous()
+        digest.update(f"{name}:{tuple(tensor.shape)}\n".encode())
+        digest.update(values.numpy().tobytes())
+    return digest.hexdigest()
 
 
-def _check_local_folder(folder: Path) -> None:
-    if (folder / WEIGHTS_NAME).is_file() and (folder / CONFIG_NAME).is_file():
-        return
-    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in _PICKLE_SUFFIXES)
-    if pickles and not (folder / WEIGHTS_NAME).is_file():
-        raise LoadError(f"{folder}: found {', '.join(pickles)} but no {WEIGHTS_NAME}. {_REFUSAL}")
-    missing = [n for n in (CONFIG_NAME, WEIGHTS_NAME) if not (folder / n).is_file()]
-    raise LoadError(f"{folder}: not a smooth-infomax model folder, missing {', '.join(missing)}")
+def file_weights_sha256(path: str | Path) -> str:
+    """:func:`weights_sha256` of the tensors in a safetensors file (e.g. a model folder's ``model.safetensors``)."""
+    from safetensors.torch import load_file
 
-
-def _download(repo_id, revision, cache_dir, local_files_only, token) -> tuple[Path, str, str]:
-    """Fetch config and weights from one commit of a Hub repo (the commit ``revision`` points to)."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError
-
-    kwargs = dict(repo_id=repo_id, cache_dir=cache_dir, local_files_only=local_files_only, token=token)
-    config_path = Path(hf_hub_download(filename=CONFIG_NAME, revision=revision, **kwargs))
-    commit = config_path.parent.name  # the cache keeps files under snapshots/<commit>/
-    try:
-        hf_hub_download(filename=WEIGHTS_NAME, revision=commit, **kwargs)
-    except EntryNotFoundError:
-        raise LoadError(f"{repo_id}@{commit}: the repo has no {WEIGHTS_NAME}. {_REFUSAL}") from None
-    return config_path.parent, repo_id, commit
-
-
-def _read_config(path: Path) -> EncoderConfig:
-    try:
-        return EncoderConfig.from_file(path)
-    except (ValueError, TypeError) as err:
-        raise LoadError(str(err)) from None
+    return weights_sha256(load_file(str(path), device="cpu"))
 
 
 def check_weights_header(expected: dict[str, torch.Tensor], path: Path) -> None:
@@ -143,7 +329,8 @@ def check_weights_header(expected: dict[str, torch.Tensor], path: Path) -> None:
 
     try:
         with safe_open(str(path), framework="pt") as weights:
-            header = {key: weights.get_slice(key) for key in weights.keys()}
+            # safe_open is not iterable: keys() is the only way to list its tensors
+            header = {key: weights.get_slice(key) for key in weights.keys()}  # noqa: SIM118
             shapes = {key: tuple(piece.get_shape()) for key, piece in header.items()}
             dtypes = {key: piece.get_dtype() for key, piece in header.items()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
@@ -205,26 +392,32 @@ def _dtype_ok(expected: torch.Tensor, stored: str) -> bool:
     return stored == _SAFETENSORS_DTYPES.get(expected.dtype, str(expected.dtype))
 
 
-def push_to_hub(
-    model: SmoothInfoMaxEncoder,
-    repo_id: str,
-    revision: str | None = None,
-    private: bool | None = None,
-    token: str | None = None,
-    commit_message: str = "Upload smooth-infomax model",
-    model_card: ModelCard | None = None,
-) -> str:
-    """Create ``repo_id`` if needed and upload ``config.json``, ``model.safetensors`` and ``README.md``.
+# --- command-line tools --------------------------------------------------------------------------------------------
 
-    Returns the URL of the commit.
+@contextmanager
+def load_errors_as(error: Callable[[str], BaseException], context: str = "") -> Iterator[None]:
+    """Inside the block, any failure to load becomes ``error(f"{context}: {why}")`` (just ``why`` without a
+    context), the command-line tool's own error type. Every ``Exception`` counts: ``LoadError``, Hub and network
+    errors, ``OSError``, a bad repo id; all mean "this cannot be used" to the person at the command line.
+    ``KeyboardInterrupt`` passes through."""
+    try:
+        yield
+    except Exception as err:  # noqa: BLE001 -- see the docstring
+        why = str(err) or type(err).__name__
+        raise error(f"{context}: {why}" if context else why) from None
+
+
+def load_for_cli(name: str | None, revision: str | None = None, device: str | torch.device | None = None,
+                 error: Callable[[str], BaseException] = LoadError) -> SmoothInfoMaxEncoder:
+    """``SmoothInfoMaxEncoder.from_pretrained(name, revision, device=device)`` for a command-line tool: a model that
+    cannot be loaded raises ``error("cannot load model 'NAME'[ at REVISION]: why")``, the same message in every tool.
+
+    Example:
+        >>> encoder = load_for_cli("sim-mix", error=click.ClickException)
     """
-    from huggingface_hub import HfApi
+    from .encoder import SmoothInfoMaxEncoder
 
-    api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    if revision is not None:
-        api.create_branch(repo_id, branch=revision, exist_ok=True)
-    with tempfile.TemporaryDirectory() as folder:
-        save_pretrained(model, folder, model_card)
-        info = api.upload_folder(repo_id=repo_id, folder_path=folder, revision=revision, commit_message=commit_message)
-    return str(info.commit_url if hasattr(info, "commit_url") else info)
+    name = DEFAULT_MODEL if name is None else name
+    context = f"cannot load model {name!r}" + (f" at {revision}" if revision else "")
+    with load_errors_as(error, context):
+        return SmoothInfoMaxEncoder.from_pretrained(name, revision=revision, device=device)

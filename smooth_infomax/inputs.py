@@ -13,11 +13,16 @@ import operator
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import SupportsIndex
 
 import numpy as np
 import torch
 
-MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 4_000, 384_000
+from .audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, resample, resampler_name
+
+__all__ = ["MAX_SAMPLE_RATE", "MIN_SAMPLE_RATE", "PreparedAudio", "SampleRateWarning", "check_sample_rate",
+           "prepare_audio", "resampler_name", "warn_assumed_rate"]
+
 _MAX_CHANNELS = 64  # more than this on a channel axis (or an axis this short on a samples axis) is a layout error
 _INT_SCALES = {torch.int16: 2.0**15, torch.int32: 2.0**31, torch.int8: 2.0**7}
 _LIST_HINT = "a list of (samples,) items"
@@ -38,21 +43,16 @@ class PreparedAudio:
     resampler: str
 
 
-def resampler_name(orig_rate: int, new_rate: int) -> str:
-    import torchaudio
-
-    return f"torchaudio {torchaudio.__version__} functional.resample {orig_rate}->{new_rate} (sinc_interp_hann, width 6)"
-
-
 def check_sample_rate(sample_rate: object) -> int:
     """``sample_rate`` as an int; ``TypeError`` unless it is an integer, ``ValueError`` outside [4 kHz, 384 kHz].
     Checked before any audio is touched: a rate of 1 Hz would otherwise allocate 16,000 samples per input sample."""
-    if isinstance(sample_rate, bool):
-        raise TypeError(f"sample_rate must be an integer number of Hz, e.g. 16000, not {sample_rate!r}")
+    message = f"sample_rate must be an integer number of Hz, e.g. 16000, not {sample_rate!r}"
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, SupportsIndex):
+        raise TypeError(message)
     try:
-        rate = operator.index(sample_rate)
+        rate = operator.index(sample_rate)  # a float tensor has __index__ but raises TypeError
     except TypeError:
-        raise TypeError(f"sample_rate must be an integer number of Hz, e.g. 16000, not {sample_rate!r}") from None
+        raise TypeError(message) from None
     if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
         raise ValueError(f"sample_rate must be between {MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE} Hz, got {rate}")
     return rate
@@ -211,11 +211,9 @@ def _split_by_lengths(batch: torch.Tensor, lengths: object | None) -> list[torch
         raise ValueError("lengths must be integer sample counts (absolute, not relative)")
     if (lengths < 1).any() or (lengths > batch.shape[1]).any():
         raise ValueError(f"lengths must be in [1, {batch.shape[1]}], got {lengths.tolist()}")
-    return [row[: int(n)] for row, n in zip(batch, lengths)]
+    return [row[: int(n)] for row, n in zip(batch, lengths, strict=True)]
 
 
 def _resample(items: Sequence[torch.Tensor], orig_rate: int, new_rate: int) -> list[torch.Tensor]:
     """Resample each item alone, so that a batch never influences an item's samples."""
-    import torchaudio.functional
-
-    return [torchaudio.functional.resample(item, orig_rate, new_rate) for item in items]
+    return [resample(item, orig_rate, new_rate) for item in items]

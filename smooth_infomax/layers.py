@@ -105,5 +105,7 @@ class EncoderModule(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Run the GRU: ``(batch, dim, frames)`` -> ``(batch, hidden, frames)`` and the last state ``(1, batch,
         hidden)``. The GRU is causal, so padded frames at the end never reach valid ones."""
+        if self.gru is None:
+            raise RuntimeError("this module has no GRU")
         out, state = self.gru(x.transpose(1, 2), state)
         return mask_frames(out.transpose(1, 2), lengths), state

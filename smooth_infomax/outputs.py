@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .geometry import FrameGeometry
@@ -60,6 +61,16 @@ class ModuleFeatures:
 
 
 @dataclass(frozen=True)
+class FrameRows:
+    """Consecutive valid frames of one module of one clip: ``mean``/``logvar`` ``(rows, dim)`` starting at frame
+    ``start_frame`` (``logvar`` is ``None`` for deterministic modules or when it was not computed)."""
+
+    start_frame: int
+    mean: torch.Tensor
+    logvar: torch.Tensor | None
+
+
+@dataclass(frozen=True)
 class Extraction:
     """Result of ``extract``: the requested modules' features plus how the input was prepared.
 
@@ -77,14 +88,21 @@ class Extraction:
     input_lengths: torch.Tensor
     resampler: str
 
-    def __getitem__(self, index: int) -> ModuleFeatures:
-        """The features of module ``index`` (encoder numbering; negative counts from the deepest requested)."""
-        if index < 0:
-            return self.modules[index]
+    def __getitem__(self, module: int) -> ModuleFeatures:
+        """The features of module ``module``, in the encoder's numbering (0 is the first module). Only module numbers
+        index an ``Extraction``: a negative index is refused, not counted from the end (``extraction.modules[-1]``
+        is the deepest module extracted)."""
+        held = [f.index for f in self.modules]
+        if isinstance(module, bool) or not isinstance(module, int | np.integer):
+            raise KeyError(f"an Extraction is indexed by module number (an int >= 0), got {module!r}; "
+                           f"it holds modules {held}")
+        if module < 0:
+            raise KeyError(f"module {module}: modules are numbered from 0 and a negative index does not count from "
+                           f"the end; this extraction holds modules {held} (the deepest: extraction.modules[-1])")
         for features in self.modules:
-            if features.index == index:
+            if features.index == module:
                 return features
-        raise KeyError(f"module {index} was not extracted; extracted: {[f.index for f in self.modules]}")
+        raise KeyError(f"module {module} was not extracted; this extraction holds modules {held}")
 
     def __len__(self) -> int:
         return len(self.modules)

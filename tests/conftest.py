@@ -11,7 +11,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from hub_server import LocalHub  # noqa: E402
+from hub_server import LocalHub
 
 _HUB_TMP = tempfile.mkdtemp(prefix="sim-hub-")
 _HUB = LocalHub(os.path.join(_HUB_TMP, "server")).start()
@@ -37,7 +37,32 @@ def _stop_hub() -> None:
 atexit.register(_stop_hub)
 # ==== end of the local Hub block ========================================================================
 
-import pytest  # noqa: E402
+import pytest  # noqa: E402 -- after the Hub block above, which must run first
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``gpu`` skips a test without a CUDA device. ``requires_program(name, ...)`` and ``requires_tts(part, ...)``
+    (``espeak``, ``festival``, ``flite``, ``wordnet``; default all) skip it, naming what is missing and its Debian
+    package; they fail instead under ``SIM_TEST_ALL_PROGRAMS=1``, as in ``.ci/run``."""
+    import data_fixtures
+
+    if item.get_closest_marker("gpu"):
+        import torch
+
+        if not torch.cuda.is_available():
+            pytest.skip("needs a CUDA device")
+    for marker in item.iter_markers("requires_program"):
+        data_fixtures.require_programs(*marker.args)
+    for marker in item.iter_markers("requires_tts"):
+        data_fixtures.require_engines(*marker.args)
+
+
+@pytest.fixture(scope="session")
+def tone_corpus(tmp_path_factory):
+    """The hermetic labelled corpus (tones and noise in LibriSpeech layout, see tests/tone_corpus.py): a Path."""
+    import data_fixtures
+
+    return data_fixtures.tone_corpus(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +74,8 @@ def hub() -> LocalHub:
 @pytest.fixture(autouse=True)
 def single_thread():
     """One intra-op torch thread during each test, restored afterwards. On the shared 2-core machines two OpenMP
-    threads per op collapse under load (the CLI tests: about 75 s with 2 threads vs 20 s with 1 when others are busy)."""
+    threads per op collapse under load (the CLI tests: about 75 s with 2 threads vs 20 s with 1 when others are
+    busy)."""
     import torch
 
     threads = torch.get_num_threads()

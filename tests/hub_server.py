@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import datetime as dt
 import fnmatch
 import hashlib
@@ -328,7 +329,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
 
     # -- plumbing ---------------------------------------------------------------------------------------
     @property
-    def hub(self) -> "LocalHub":
+    def hub(self) -> LocalHub:
         return self.server.hub
 
     @property
@@ -630,7 +631,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, address, hub: "LocalHub"):
+    def __init__(self, address, hub: LocalHub):
         self.hub, self.connections, self.workers = hub, set(), set()
         self.conn_lock = threading.Lock()
         super().__init__(address, HubRequestHandler)
@@ -654,10 +655,8 @@ class _Server(ThreadingHTTPServer):
         with self.conn_lock:
             connections, workers = list(self.connections), list(self.workers)
         for conn in connections:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         for thread in workers:
             thread.join(timeout)
 
@@ -698,7 +697,7 @@ class LocalHub:
         name = path.rsplit("/", 1)[-1]
         return size >= self.lfs_threshold or any(fnmatch.fnmatch(name, p) for p in LFS_PATTERNS)
 
-    def start(self) -> "LocalHub":
+    def start(self) -> LocalHub:
         """Bind the port (0: any free one) and serve from a daemon thread."""
         if self._server is None:
             self._server = _Server((self.host, self.requested_port), self)
@@ -717,7 +716,7 @@ class LocalHub:
         server.close_connections()
         self._thread.join(5)
 
-    def __enter__(self) -> "LocalHub":
+    def __enter__(self) -> LocalHub:
         return self.start()
 
     def __exit__(self, *exc) -> None:

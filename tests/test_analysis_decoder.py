@@ -9,7 +9,6 @@ import uuid
 
 import pytest
 import torch
-from test_cli_common import randomise_batch_norm, tiny_config
 
 from smooth_infomax import (
     ConvLayerConfig,
@@ -29,6 +28,7 @@ from smooth_infomax.analysis.decoder_training import (
     train_decoder,
 )
 from smooth_infomax.hub import LoadError
+from test_cli_common import randomise_batch_norm, tiny_config
 
 
 def tiny_encoder(seed: int = 0, config: EncoderConfig | None = None) -> SmoothInfoMaxEncoder:
@@ -116,9 +116,11 @@ def test_decoder_pushed_beside_its_encoder(hub, tmp_path):
     z = torch.randn(1, 4, 8)
     assert torch.equal(loaded(z), decoder.eval()(z))
     again = SmoothInfoMaxEncoder.from_pretrained(repo_id, cache_dir=tmp_path)
-    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), encoder.state_dict().values()))
+    assert all(torch.equal(a, b)
+               for a, b in zip(again.state_dict().values(), encoder.state_dict().values(), strict=True))
 
 
+@pytest.mark.slow
 def test_training_keeps_the_encoder_frozen_and_out_of_the_optimiser(monkeypatch):
     encoder = tiny_encoder().train()  # a caller's encoder in train mode: training must switch it to eval
     before = {k: v.clone() for k, v in encoder.state_dict().items()}

@@ -184,6 +184,7 @@ def test_ics_pair_subsets_and_swaps():
 
 # --- pooled representations --------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_knn_accuracy_and_tsne_on_separated_clusters():
     centres = torch.tensor([[0.0] * 8, [10.0] * 8, [-10.0] * 4 + [10.0] * 4])
     labels = [c for c in "abc" for _ in range(10)]

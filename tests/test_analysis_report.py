@@ -18,11 +18,12 @@ import pytest
 import soundfile as sf
 import torch
 from click.testing import CliRunner
-from test_cli_common import randomise_batch_norm, tiny_config
 
+from data_fixtures import skip_missing
 from smooth_infomax import SmoothInfoMaxEncoder
 from smooth_infomax.analysis.cli import main
 from smooth_infomax.analysis.corpus import balanced_selection, load_clips, open_corpus
+from test_cli_common import randomise_batch_norm, tiny_config
 
 SPEAKERS = (11, 22, 33, 44)
 FAST = ["--n-files", "12", "--n-test-files", "8", "--crop-samples", "3200", "--decoder-steps", "3",
@@ -76,6 +77,7 @@ def report_dir(setup, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_report_has_every_figure_and_the_table(report_dir):
     page = (report_dir / "report.html").read_text()
     images = re.findall(r'<img alt="[^"]*" src="data:image/png;base64,([^"]+)"', page)
@@ -88,7 +90,7 @@ def test_report_has_every_figure_and_the_table(report_dir):
     rows = {(r["model"], r["module"]): r for r in report["rows"]}
     assert set(rows) == {(m, n) for m in ("SIM", "GIM") for n in ("module 0", "module 1", "module 2", "GRU")}
     assert rows[("SIM", "module 0")]["kl_total"] > 0 and rows[("GIM", "module 0")]["kl_total"] is None
-    assert 0 < rows[("SIM", "module 2")]["ics_mean_relative"] and rows[("SIM", "module 2")]["gaussian_tc"] is not None
+    assert rows[("SIM", "module 2")]["ics_mean_relative"] > 0 and rows[("SIM", "module 2")]["gaussian_tc"] is not None
     for key in ("probe_accuracy", "top4_share", "knn_accuracy", "kde_tc"):
         assert rows[("GIM", "GRU")][key] is not None, key
     assert page.count("<tr>") == 1 + len(rows) and "Gaussian TC" in page
@@ -107,10 +109,12 @@ window.addEventListener("load", () => {
 </script>"""
 
 
+@pytest.mark.slow
 def test_report_renders_in_headless_chromium(report_dir, tmp_path):
     browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if browser is None:
-        pytest.skip("no Chromium; `apt-get install chromium` to run the browser check")
+        skip_missing("needs the program chromium (or chromium-browser, google-chrome) on PATH: "
+                     "apt-get install chromium")
     page = tmp_path / "checked.html"  # a copy with a script that counts decoded images once the page has loaded
     page.write_text((report_dir / "report.html").read_text().replace("</body>", IMAGE_CHECK + "</body>"))
     command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000",
@@ -122,6 +126,7 @@ def test_report_renders_in_headless_chromium(report_dir, tmp_path):
     assert total == 13 and loaded == total
 
 
+@pytest.mark.slow
 def test_decoder_subcommands(setup, tmp_path):
     corpus, sim, _ = setup
     runner = CliRunner()
@@ -133,13 +138,15 @@ def test_decoder_subcommands(setup, tmp_path):
     assert result.exit_code == 0, result.output
     audio = sorted(corpus.rglob("*.flac"))
     result = runner.invoke(main, ["traverse", str(model), str(audio[0]), str(tmp_path / "trav"), "--dims", "0,5",
-                                  "--values", "-1,1"], catch_exceptions=False)
+                                  "--shift-sd", "-1,1", "--decoder-kind", "waveform"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "trav" / "traversal.png").is_file() and len(list((tmp_path / "trav").glob("*.wav"))) == 4
     result = runner.invoke(main, ["interpolate", str(model), str(audio[0]), str(audio[5]), str(tmp_path / "mix"),
-                                  "--steps", "3", "--top-k", "2"], catch_exceptions=False)
+                                  "--steps", "3", "--top-k", "2", "--decoder-kind", "waveform"],
+                           catch_exceptions=False)
     assert result.exit_code == 0 and len(list((tmp_path / "mix").glob("*.wav"))) == 6
-    result = runner.invoke(main, ["prior", str(model), str(tmp_path / "prior"), "-n", "3", "--seconds", "0.2"],
+    result = runner.invoke(main, ["prior", str(model), str(tmp_path / "prior"), "-n", "3", "--seconds", "0.2",
+                                  "--decoder-kind", "waveform"],
                            catch_exceptions=False)
     assert result.exit_code == 0 and len(list((tmp_path / "prior").glob("*.wav"))) == 3
     assert sf.info(str(next((tmp_path / "prior").glob("*.wav")))).frames == 3200  # 0.2 s of module-1 frames
@@ -161,6 +168,7 @@ def test_corpus_reader_balances_labels(setup):
     assert balanced_selection(["a", "b", "c"], ["x", "x", "y"], 2) in ([0, 2], [1, 2])
 
 
+@pytest.mark.slow
 def test_importing_the_package_loads_no_plotting_or_sklearn():
     code = ("import sys, smooth_infomax, smooth_infomax.analysis.cli, smooth_infomax.analysis.report; "
             "bad = [m for m in ('matplotlib', 'sklearn') if m in sys.modules]; print(bad); sys.exit(bool(bad))")

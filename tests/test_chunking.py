@@ -1,17 +1,18 @@
-"""Chunked extraction of long files equals a whole-file pass; windows are bounded and aligned."""
+"""Chunked extraction of long files (``extract_chunks``, smooth_infomax/inference/chunks.py) equals a whole-file
+pass; windows are bounded and aligned."""
 
 import dataclasses
 import itertools
 
 import pytest
 import torch
-from test_cli_common import randomise_batch_norm, tiny_config
 
 from smooth_infomax import ConvLayerConfig, EncoderConfig, ModuleConfig, SmoothInfoMaxEncoder
-from smooth_infomax.extraction.chunking import iter_chunks, plan_chunks, supports_chunking
 from smooth_infomax.extraction.compute import long_rows
-from smooth_infomax.extraction.sampling import noise_rows
+from smooth_infomax.extraction.store import noise_rows
 from smooth_infomax.geometry import output_lengths
+from smooth_infomax.inference.chunks import plan_chunks, supports_chunking
+from test_cli_common import randomise_batch_norm, tiny_config
 
 
 def encoder_for(name):
@@ -41,8 +42,8 @@ def test_chunked_equals_whole_file(name, samples, chunk_samples):
     encoder = encoder_for(name)
     waveform = torch.randn(samples, generator=torch.Generator().manual_seed(samples)) * 0.3
     modules = list(range(encoder.num_modules))
-    assert len(plan_chunks(encoder, samples, modules[-1], chunk_samples)) >= 4  # several chunks per file
-    means, logvars = stitched(iter_chunks(encoder, waveform, modules, chunk_samples), modules)
+    assert len(plan_chunks(encoder.config, encoder.geometries, samples, modules[-1], chunk_samples)) >= 4  # several
+    means, logvars = stitched(encoder.extract_chunks(waveform, modules=modules, chunk_samples=chunk_samples), modules)
     for features in encoder.extract(waveform):
         torch.testing.assert_close(means[features.index], features.unpad(0), atol=1e-4, rtol=0)
         if features.logvar is not None:
@@ -53,16 +54,16 @@ def test_chunked_equals_whole_file(name, samples, chunk_samples):
 def test_module_subsets_are_chunked_on_their_own_hop(modules):
     encoder = encoder_for("tiny_offset")
     waveform = torch.randn(7_777, generator=torch.Generator().manual_seed(1))
-    means, _ = stitched(iter_chunks(encoder, waveform, modules, 500), modules)
+    means, _ = stitched(encoder.extract_chunks(waveform, modules=modules, chunk_samples=500), modules)
     assert sorted(means) == modules
-    for features in encoder.extract(waveform, layers=modules):
+    for features in encoder.extract(waveform, modules=modules):
         torch.testing.assert_close(means[features.index], features.unpad(0), atol=1e-4, rtol=0)
 
 
 def test_one_hour_file_gets_bounded_aligned_windows():
     encoder = SmoothInfoMaxEncoder(tiny_config())
     samples, chunk = 3600 * 16_000 + 123, 30 * 16_000
-    windows = plan_chunks(encoder, samples, 3, chunk)
+    windows = plan_chunks(encoder.config, encoder.geometries, samples, 3, chunk)
     lengths = output_lengths(encoder.config, samples)
     assert len(windows) == -(-lengths[2] // 3000)  # 120 full windows and one of a single frame
     context = encoder.geometries[2].conv_receptive_field_samples + 2 * encoder.geometries[2].hop_samples
@@ -86,13 +87,16 @@ def test_architecture_without_chunking_falls_back_to_a_whole_pass():
     means, _ = stitched(long_rows(encoder, waveform, [0, 1], 400, bf16=False), [0, 1])
     for features in encoder.extract(waveform):
         torch.testing.assert_close(means[features.index], features.unpad(0), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="cannot be computed in chunks"):
+        encoder.extract_chunks(waveform, modules=[0, 1])
 
 
 def test_bf16_chunks_run_and_stay_close():
     encoder = encoder_for("tiny_offset")
     waveform = torch.randn(6_000, generator=torch.Generator().manual_seed(2)) * 0.3
-    means, _ = stitched(iter_chunks(encoder, waveform, [2], 900, autocast=torch.bfloat16), [2])
-    torch.testing.assert_close(means[2].float(), encoder.extract(waveform, layers=2)[2].unpad(0), atol=0.1, rtol=0.1)
+    means, _ = stitched(encoder.extract_chunks(waveform, modules=[2], chunk_samples=900, autocast_dtype=torch.bfloat16),
+                        [2])
+    torch.testing.assert_close(means[2].float(), encoder.extract(waveform, modules=2)[2].unpad(0), atol=0.1, rtol=0.1)
 
 
 def test_sample_noise_does_not_depend_on_how_rows_are_split():

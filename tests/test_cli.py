@@ -7,24 +7,25 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from test_cli_common import (  # noqa: F401 (fixtures)
+
+from smooth_infomax import SmoothInfoMaxEncoder, __version__
+from smooth_infomax.extraction import load_features
+from smooth_infomax.extraction.report import read_jsonl
+from smooth_infomax.extraction.store import draw_sample
+from smooth_infomax.inference import slow_dtype_reason
+from smooth_infomax.model_list import model_list_lines
+from test_cli_common import (
     assert_same_outputs,
     output_files,
     reference,
     run_cli,
-    sim_model_fixture,
-    tiny_model_fixture,
+    sim_model_fixture,  # noqa: F401 (fixtures)
+    tiny_model_fixture,  # noqa: F401 (fixtures)
     write_audio,
 )
 
-from smooth_infomax import SmoothInfoMaxEncoder, __version__
-from smooth_infomax.extraction import load_features
-from smooth_infomax.extraction.logs import read_jsonl
-from smooth_infomax.extraction.models import model_list_lines
-from smooth_infomax.extraction.sampling import draw_sample
-from smooth_infomax.inference import slow_dtype_reason
 
-
+@pytest.mark.slow
 def test_outputs_equal_extract_with_mixed_batch_and_long_file(tmp_path, sim_model):
     """Real ``sim`` preset: one batch of 4 mixed lengths (one stereo 44.1 kHz) and a file 4x the chunk length."""
     files = {"a.wav": (0.31, 16000, 1), "sub/b.flac": (0.45, 16000, 1), "sub/deep/c.wav": (0.55, 44100, 2),
@@ -155,6 +156,7 @@ def test_python_m_entry_point_is_the_cli():
     assert entry.main is run_cli.__globals__["main"]
 
 
+@pytest.mark.slow
 def test_workers_bf16_and_empty_input(tmp_path, tiny_model):
     for i in range(3):
         write_audio(tmp_path / "in" / f"f{i}.wav", 0.2 + 0.1 * i, seed=i)

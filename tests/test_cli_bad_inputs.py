@@ -6,6 +6,9 @@ import os
 
 import numpy as np
 import soundfile as sf
+
+from smooth_infomax import SmoothInfoMaxEncoder
+from smooth_infomax.extraction import load_features
 from test_cli_common import (
     no_hang_fixture,  # noqa: F401 (fixture)
     reference,
@@ -13,9 +16,6 @@ from test_cli_common import (
     tiny_model_fixture,  # noqa: F401 (fixtures)
     write_audio,
 )
-
-from smooth_infomax import SmoothInfoMaxEncoder
-from smooth_infomax.extraction import load_features
 
 GOOD = {  # name -> (seconds, rate, channels, subtype)
     "mono16k.wav": (0.5, 16000, 1, "PCM_16"),

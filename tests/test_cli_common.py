@@ -92,7 +92,7 @@ def run_cli(args: list, env: dict | None = None):
 def reference(encoder: SmoothInfoMaxEncoder, path: Path, modules=None) -> dict[str, np.ndarray]:
     """``encoder.extract`` of one file alone: ``module{m}.mean``/``.logvar`` ``(frames, dim)``."""
     data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    out = encoder.extract([torch.from_numpy(data.T.copy())], sample_rate=rate, layers=modules)
+    out = encoder.extract([torch.from_numpy(data.T.copy())], sample_rate=rate, modules=modules)
     arrays = {}
     for features in out:
         arrays[f"module{features.index}.mean"] = features.unpad(0).numpy()

@@ -18,6 +18,12 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pytest
+
+from smooth_infomax.extraction import load_features
+from smooth_infomax.extraction.formats import SafetensorsWriter
+from smooth_infomax.extraction.plan import shard_of
+from smooth_infomax.extraction.report import read_jsonl
+from smooth_infomax.extraction.sources import Source
 from test_cli_common import (
     output_files,
     run_cli,
@@ -26,12 +32,6 @@ from test_cli_common import (
     tiny_model_fixture,  # noqa: F401 (fixtures)
     write_audio,
 )
-
-from smooth_infomax.extraction import load_features
-from smooth_infomax.extraction.discovery import Source
-from smooth_infomax.extraction.logs import read_jsonl
-from smooth_infomax.extraction.plan import shard_of
-from smooth_infomax.extraction.writers import SafetensorsWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -178,6 +178,7 @@ def test_temp_file_of_a_live_process_is_never_removed(tmp_path, tiny_model):
         live.wait()
 
 
+@pytest.mark.slow
 def test_second_run_on_the_same_out_dir_does_not_break_the_first(tmp_path, tiny_model):
     write_audio(tmp_path / "in" / "long.wav", 20, seed=1)
     out = tmp_path / "out"
@@ -256,6 +257,7 @@ def test_bad_manifest_line_is_a_usage_error_naming_file_and_line(tmp_path, tiny_
     assert not out.exists()  # nothing written
 
 
+@pytest.mark.slow
 def test_bad_manifest_line_from_the_command_line_is_one_line_without_traceback(tmp_path, tiny_model):
     write_audio(tmp_path / "in" / "a.wav", 0.3, seed=1)
     manifest = tmp_path / "list.txt"
@@ -282,6 +284,7 @@ def test_manifest_with_utf8_bom(tmp_path, tiny_model):
 
 # ---- 9: Ctrl-C --------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_ctrl_c_prints_the_summary_removes_temp_files_and_exits_130(tmp_path, tiny_model):
     for i in range(3):  # shorter than a chunk: written first, one per batch
         write_audio(tmp_path / "in" / f"short{i}.wav", 0.04, seed=i)
@@ -305,6 +308,7 @@ def test_ctrl_c_prints_the_summary_removes_temp_files_and_exits_130(tmp_path, ti
 
 # ---- 10: unlistable folders, OUT_DIR == IN_DIR ------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_unlistable_subfolder_is_a_failure(tmp_path, tiny_model):
     write_audio(tmp_path / "in" / "a.wav", 0.3, seed=1)
     hidden = tmp_path / "in" / "locked"
@@ -353,6 +357,7 @@ def test_file_name_with_a_non_utf8_byte_is_processed_and_round_trips(tmp_path, t
     assert again.exit_code == 0 and "0 written, 2 up to date" in again.output
 
 
+@pytest.mark.slow
 def test_unreadable_file_says_permission_denied(tmp_path, tiny_model):
     write_audio(tmp_path / "in" / "a.wav", 0.3, seed=1)
     locked = write_audio(tmp_path / "in" / "locked.wav", 0.3, seed=2)
@@ -372,5 +377,5 @@ def test_documented_shard_rule_is_the_code(tmp_path):
     keys = [f"spk{i}/utt{i}.wav" for i in range(200)] + [os.fsdecode(b"caf\xe9.wav"), "ünï/音声.flac"]
     for count in (1, 2, 3, 7, 1000):
         for key in keys:
-            documented = eval(rule.group(1), {"hashlib": hashlib, "key": key, "N": count})  # noqa: S307
+            documented = eval(rule.group(1), {"hashlib": hashlib, "key": key, "N": count})
             assert documented == shard_of(Source(PurePosixPath(key), tmp_path / key), count), (key, count)

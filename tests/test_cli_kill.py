@@ -9,6 +9,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from smooth_infomax.extraction import load_features
+from smooth_infomax.extraction.report import read_jsonl
 from test_cli_common import (
     assert_same_outputs,
     no_hang_fixture,  # noqa: F401 (fixture)
@@ -17,9 +21,6 @@ from test_cli_common import (
     sim_model_fixture,  # noqa: F401 (fixtures)
     write_audio,
 )
-
-from smooth_infomax.extraction import load_features
-from smooth_infomax.extraction.logs import read_jsonl
 
 FILES = 24
 ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "OMP_NUM_THREADS": "1"}
@@ -55,6 +56,7 @@ def temporaries(out: Path) -> list[Path]:
     return [p for p in out.rglob(".*") if ".tmp-" in p.name]
 
 
+@pytest.mark.slow
 def test_sigkill_and_restart(tmp_path, sim_model, no_hang):
     for i in range(FILES):
         write_audio(tmp_path / "in" / f"d{i % 4}" / f"u{i}.wav", 0.25 + 0.05 * (i % 4), seed=i)

@@ -5,6 +5,15 @@ import os
 from pathlib import Path, PurePosixPath
 
 import pytest
+
+from smooth_infomax.extraction.sources import (
+    EXTERNAL_DIR,
+    OutsideOutputDir,
+    matches,
+    output_path,
+    source_key,
+    walk_audio,
+)
 from test_cli_common import (
     no_hang_fixture,  # noqa: F401 (fixture)
     output_files,
@@ -12,9 +21,6 @@ from test_cli_common import (
     tiny_model_fixture,  # noqa: F401 (fixtures)
     write_audio,
 )
-
-from smooth_infomax.extraction.discovery import matches, walk_audio
-from smooth_infomax.extraction.paths import EXTERNAL_DIR, OutsideOutputDir, output_path, source_key
 
 
 def snapshot(root: Path, exclude: Path) -> dict[str, int]:

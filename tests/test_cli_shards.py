@@ -1,5 +1,10 @@
 """``--shard I/N`` and torchrun ranks: shards are disjoint and together equal one unsharded run."""
 
+import pytest
+
+from smooth_infomax.extraction.report import read_jsonl
+from smooth_infomax.extraction.runner import resolve_shard
+from smooth_infomax.extraction.settings import Shard
 from test_cli_common import (
     assert_same_outputs,
     output_files,
@@ -8,16 +13,13 @@ from test_cli_common import (
     write_audio,
 )
 
-from smooth_infomax.extraction.logs import read_jsonl
-from smooth_infomax.extraction.runner import resolve_shard
-from smooth_infomax.extraction.settings import Shard
-
 
 def make_corpus(folder, count=12):
     for i in range(count):
         write_audio(folder / f"spk{i % 3}" / f"utt{i}.wav", 0.15 + 0.05 * (i % 5), seed=i)
 
 
+@pytest.mark.slow
 def test_two_shards_together_equal_one_run(tmp_path, tiny_model):
     make_corpus(tmp_path / "in")
     base = [tmp_path / "in", "--model", tiny_model, "--num-workers", 0, "--what", "mean,sample"]
@@ -31,6 +33,7 @@ def test_two_shards_together_equal_one_run(tmp_path, tiny_model):
     assert shards[0] | shards[1] == {e["output"] for e in read_jsonl(tmp_path / "all" / "manifest.jsonl")}
 
 
+@pytest.mark.slow
 def test_torchrun_ranks_take_their_own_shard(tmp_path, tiny_model):
     make_corpus(tmp_path / "in", count=8)
     base = [tmp_path / "in", "--model", tiny_model, "--num-workers", 0]

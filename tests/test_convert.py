@@ -34,7 +34,8 @@ def reference_sim_state_dict(k=10, batch_norm=True, seed=0):
             sd[f"{base}.encoder.encoder_{head}.weight"] = _randn(512, 512, 1, generator=g) * 0.05
             sd[f"{base}.encoder.encoder_{head}.bias"] = _randn(512, generator=g) * 0.05
         sd[f"{base}.loss.predictor.weight"] = _randn(512 * k, 512, generator=g) * 0.01
-    for name, shape in [("weight_ih_l0", (768, 512)), ("weight_hh_l0", (768, 256)), ("bias_ih_l0", (768,)), ("bias_hh_l0", (768,))]:
+    for name, shape in [("weight_ih_l0", (768, 512)), ("weight_hh_l0", (768, 256)), ("bias_ih_l0", (768,)),
+                        ("bias_hh_l0", (768,))]:
         sd[f"module.fullmodel.3.autoregressor.gru.{name}"] = _randn(*shape, generator=g) * 0.05
     sd["module.fullmodel.3.loss.predictor.weight"] = _randn(512 * k, 256, generator=g) * 0.01
     return sd
@@ -48,7 +49,8 @@ def reference_gim_state_dict(seed=0):
         sd[f"module.fullmodel.{m}.encoder.model.layer 0.0.weight"] = _randn(*shape, generator=g) * 0.05
         sd[f"module.fullmodel.{m}.encoder.model.layer 0.0.bias"] = _randn(512, generator=g) * 0.05
         sd[f"module.fullmodel.{m}.loss.predictor.weight"] = _randn(6144, 512, generator=g) * 0.01
-    for name, shape in [("weight_ih_l0", (768, 512)), ("weight_hh_l0", (768, 256)), ("bias_ih_l0", (768,)), ("bias_hh_l0", (768,))]:
+    for name, shape in [("weight_ih_l0", (768, 512)), ("weight_hh_l0", (768, 256)), ("bias_ih_l0", (768,)),
+                        ("bias_hh_l0", (768,))]:
         sd[f"module.fullmodel.5.autoregressor.gru.{name}"] = _randn(*shape, generator=g) * 0.05
     sd["module.fullmodel.5.loss.predictor.weight"] = _randn(6144, 256, generator=g) * 0.01
     return sd
@@ -63,10 +65,12 @@ def reference_forward_module0(sd, wav):
         x = torch.batch_norm(x, sd[f"{p}.1.weight"], sd[f"{p}.1.bias"], sd[f"{p}.1.running_mean"],
                              sd[f"{p}.1.running_var"], False, 0.0, 1e-5, False)
         x = torch.relu(x)
-    mu = torch.conv1d(x, sd["module.fullmodel.0.encoder.encoder_mu.weight"], sd["module.fullmodel.0.encoder.encoder_mu.bias"])
+    mu = torch.conv1d(x, sd["module.fullmodel.0.encoder.encoder_mu.weight"],
+                      sd["module.fullmodel.0.encoder.encoder_mu.bias"])
     return mu[0].T
 
 
+@pytest.mark.slow
 def test_sim_checkpoint_converts_and_computes_the_same(tmp_path):
     sd = reference_sim_state_dict(k=12)
     torch.save(sd, tmp_path / "model_99.ckpt")
@@ -76,11 +80,12 @@ def test_sim_checkpoint_converts_and_computes_the_same(tmp_path):
     loaded = SmoothInfoMaxEncoder.from_pretrained(tmp_path / "out")
     wav = torch.randn(4000)
     expected = reference_forward_module0(sd, wav)
-    torch.testing.assert_close(loaded.extract(wav, layers=[0])[0].mean[0], expected, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(loaded.extract(wav, modules=[0])[0].mean[0], expected, atol=1e-5, rtol=1e-4)
     gru = loaded.stages[3].gru.weight_hh_l0
     assert torch.equal(gru, sd["module.fullmodel.3.autoregressor.gru.weight_hh_l0"])
 
 
+@pytest.mark.slow
 def test_sim_without_batch_norm_is_detected(tmp_path):
     torch.save(reference_sim_state_dict(batch_norm=False), tmp_path / "m.ckpt")
     model, conversion = convert_checkpoint(tmp_path / "m.ckpt", tmp_path / "out", "sim")
@@ -96,6 +101,7 @@ def test_gim_baseline_of_the_sim_repo_drops_its_unused_var_head(tmp_path):
     assert model.stages[0].head.logvar is None
 
 
+@pytest.mark.slow
 def test_original_gim_layout(tmp_path):
     sd = reference_gim_state_dict()
     torch.save(sd, tmp_path / "m.ckpt")
@@ -104,6 +110,7 @@ def test_original_gim_layout(tmp_path):
     assert torch.equal(model.stages[4].convs[0].conv.weight, sd["module.fullmodel.4.encoder.model.layer 0.0.weight"])
 
 
+@pytest.mark.slow
 def test_wrong_preset_is_a_clear_error(tmp_path):
     torch.save(reference_gim_state_dict(), tmp_path / "m.ckpt")
     with pytest.raises(LoadError, match="as preset .sim.. does not match"):
@@ -134,6 +141,7 @@ def test_pickled_objects_are_not_executed(tmp_path):
     assert not os.path.exists("/tmp/smooth_infomax_pwned")
 
 
+@pytest.mark.slow
 def test_command_line(tmp_path, capsys):
     torch.save(reference_sim_state_dict(), tmp_path / "model_99.ckpt")
     main([str(tmp_path / "model_99.ckpt"), str(tmp_path / "out"), "--preset", "sim"])

@@ -17,8 +17,8 @@ import data_fixtures as fx
 from training.data import debian_speech as ds
 from training.data.librispeech import CorpusPaths, read_split, utterance_path
 
-pytestmark = pytest.mark.skipif(not (shutil.which("ffmpeg") and shutil.which("dpkg-deb")),
-                                reason="needs Debian's ffmpeg (G.722 decoder) and dpkg-deb: apt-get install ffmpeg")
+# ffmpeg decodes G.722 and dpkg-deb unpacks the .debs; building the fixture packages takes seconds
+pytestmark = [pytest.mark.requires_program("ffmpeg", "dpkg-deb"), pytest.mark.slow]
 
 ENGLISH = ds.VOICES[0]
 TEXTS = {"vm-deleted": "Message deleted.", "agent-pass": "Please enter your password followed by the pound key.",
@@ -81,7 +81,7 @@ def corpus(debs, tmp_path_factory) -> tuple[Path, dict]:
 
 def _rows(out: Path) -> list[dict]:
     header, *lines = (out / "utterances.tsv").read_text().splitlines()
-    return [dict(zip(header.split("\t"), line.split("\t"))) for line in lines]
+    return [dict(zip(header.split("\t"), line.split("\t"), strict=True)) for line in lines]
 
 
 def test_speech_prompts_decoded_with_provenance(corpus):

@@ -15,9 +15,9 @@ from training.data.librispeech import CorpusPaths, CropDataset, UtteranceDataset
 
 
 @pytest.fixture(scope="module")
-def served_files(tmp_path_factory):
-    """The files of the four resources, made from two utterances of the tiny corpus."""
-    corpus = CorpusPaths(fx.tiny_corpus(tmp_path_factory))
+def served_files(tone_corpus):
+    """The files of the four resources, made from two utterances of the tone corpus."""
+    corpus = CorpusPaths(tone_corpus)
     train, test = read_split(corpus.split("train_split"))[:1], read_split(corpus.split("test_split"))[:1]
     label_lines = [line for line in corpus.phone_labels.read_text().splitlines()
                    if line.split(" ", 1)[0] in train + test]

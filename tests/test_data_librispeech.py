@@ -1,4 +1,4 @@
-"""LibriSpeech-layout loaders on a generated corpus: crops, seeds, labels, maps, bad files."""
+"""LibriSpeech-layout loaders on the tone corpus (tests/tone_corpus.py): crops, seeds, labels, maps, bad files."""
 
 from __future__ import annotations
 
@@ -10,18 +10,29 @@ import pytest
 import soundfile as sf
 import torch
 
-import data_fixtures as fx
 from smooth_infomax.audio import HOP_SAMPLES, SAMPLE_RATE
 from training.data import phones
 from training.data.audio_io import AudioFileError, read_audio
-from training.data.librispeech import (CROP_SAMPLES, CorpusPaths, CropDataset, UtteranceDataset, align_labels,
-                                       build_speaker_map, crop_offset, load_speaker_map, make_loader,
-                                       read_phone_labels, read_split, save_speaker_map, utterance_path)
+from training.data.librispeech import (
+    CROP_SAMPLES,
+    CorpusPaths,
+    CropDataset,
+    UtteranceDataset,
+    align_labels,
+    build_speaker_map,
+    crop_offset,
+    load_speaker_map,
+    make_loader,
+    read_phone_labels,
+    read_split,
+    save_speaker_map,
+    utterance_path,
+)
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return CorpusPaths(fx.tiny_corpus(tmp_path_factory))
+def corpus(tone_corpus):
+    return CorpusPaths(tone_corpus)
 
 
 @pytest.fixture(scope="module")

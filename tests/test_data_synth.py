@@ -1,4 +1,5 @@
-"""The synthetic corpus generator: layout, labels, audio, determinism, clear refusals."""
+"""The synthetic corpus generator: layout, labels, audio, determinism, clear refusals. The corpus tests need the
+TTS engines and skip without them (see data_fixtures.require_engines)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ def _digests(root):
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_layout(corpus):
     root = corpus.root
     for name in ("phones.txt", "speakers.tsv", "utterances.tsv", "phone_segments.txt", "LICENSES.txt",
@@ -47,6 +49,7 @@ def test_layout(corpus):
     assert engines_used == ["espeak", "festival", "flite"]
 
 
+@pytest.mark.slow
 def test_labels_match_frames_and_table(corpus):
     table = phones.read_phone_table(corpus.phone_table)
     assert table == list(phones.PHONES) and len(table) == 41
@@ -59,6 +62,7 @@ def test_labels_match_frames_and_table(corpus):
         assert np.mean(labels != phones.SIL) > 0.5 and len(np.unique(labels)) > 10
 
 
+@pytest.mark.slow
 def test_audio_is_16k_mono_and_not_silent(corpus):
     for utt_id in read_phone_labels(corpus.phone_labels):
         path = utterance_path(corpus.audio_dir, utt_id)
@@ -70,6 +74,7 @@ def test_audio_is_16k_mono_and_not_silent(corpus):
         assert len(audio) > 20480 + 2 * HOP_SAMPLES  # every utterance can give a training crop
 
 
+@pytest.mark.slow
 def test_same_arguments_give_identical_bytes(corpus, tmp_path):
     second = fx.generate_corpus(tmp_path / "again", "--jobs", "1")
     assert _digests(second) == _digests(corpus.root)
@@ -84,6 +89,7 @@ def test_missing_engine_names_apt_packages(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "out" / "manifest.json").exists()
 
 
+@pytest.mark.slow
 def test_refuses_to_overwrite_without_force(corpus, capsys):
     assert synth.main([str(corpus.root), *fx.TINY_ARGS]) == 2
     assert "--force" in capsys.readouterr().err
@@ -115,6 +121,7 @@ def test_espeak_stop_starts_move_earlier():
     assert short[2][0] == pytest.approx(0.105)  # at most half of the previous phone
 
 
+@pytest.mark.requires_tts("wordnet")
 def test_wordnet_sentences_are_in_the_lexicon():
     sentences = text.wordnet_sentences()
     assert len(sentences) > 20000

@@ -8,10 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
-from data_fixtures import tiny_corpus
 from ddp_worker import shard
 from smooth_infomax import preset
 from training.checkpoint import latest_checkpoint, load_checkpoint
@@ -30,8 +30,9 @@ def single_process_mean_gradient() -> dict[str, torch.Tensor]:
     return grads
 
 
-def test_two_process_ddp_matches_single_process(tmp_path_factory, tmp_path):
-    corpus = tiny_corpus(tmp_path_factory)
+@pytest.mark.slow
+def test_two_process_ddp_matches_single_process(tone_corpus, tmp_path):
+    corpus = tone_corpus
     config = dict(preset="gim", data_root=str(corpus), out_dir=str(tmp_path / "run"), val_fraction=0.3,
                   crop_samples=10240, batch_size=1, steps=2, num_workers=0, checkpoint_every=2, val_every=2,
                   val_batches=1, log_every=1, device="cpu", tensorboard=False)

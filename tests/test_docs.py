@@ -21,12 +21,12 @@ def test_the_documents_have_python_examples():
 
 
 @pytest.fixture
-def docs_workspace(tmp_path_factory):
-    """Makes a folder holding what the examples name: `data/synth` (the tiny generated corpus) and de Boer-format
-    files under `ASD/`."""
-    from data_fixtures import tiny_corpus, write_deboer_fixture
+def docs_workspace(tone_corpus):
+    """Makes a folder holding what the examples name: `data/synth` (the tone corpus of tests/tone_corpus.py, in the
+    synthetic corpus's layout) and de Boer-format files under `ASD/`."""
+    from data_fixtures import write_deboer_fixture
 
-    corpus = tiny_corpus(tmp_path_factory)
+    corpus = tone_corpus
 
     def make(folder: Path) -> Path:
         (folder / "data").mkdir()
@@ -38,6 +38,7 @@ def docs_workspace(tmp_path_factory):
     return make
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index", range(len(PYTHON_BLOCKS)))
 def test_python_block_runs(index, capsys, tmp_path, monkeypatch, hub, docs_workspace):
     monkeypatch.chdir(docs_workspace(tmp_path))
@@ -57,6 +58,7 @@ def test_readme_commands_are_the_two_documented_ones():
     assert "pytest" in (ROOT / ".ci" / "run").read_text()
 
 
+@pytest.mark.slow
 def test_readme_main_job_runs_as_written_in_a_fresh_environment(tmp_path):
     """The Quickstart's first command, verbatim, in a copy of the checkout and a new virtual environment. Offline:
     dependencies come from this environment (see _venv_seeing), the build uses its hatchling."""
@@ -77,6 +79,7 @@ def test_readme_main_job_runs_as_written_in_a_fresh_environment(tmp_path):
     assert len(outputs) == 3
 
 
+@pytest.mark.slow
 def test_a_venv_made_inside_a_venv_sees_the_outer_venvs_packages(tmp_path):
     """The case of a contributor who runs `bash .ci/run` in an activated venv: `--system-site-packages` alone
     would show the nested venv the base interpreter's packages, not the outer venv's."""

@@ -80,12 +80,13 @@ def test_seeded_samples_are_reproducible(sim):
 
 
 def test_samples_have_the_predicted_variance(sim):
-    out = sim.extract(torch.randn(16000), sample=True, generator=torch.Generator().manual_seed(0), layers=[0])
+    out = sim.extract(torch.randn(16000), sample=True, generator=torch.Generator().manual_seed(0), modules=[0])
     f = out[0]
     ratio = ((f.sample - f.mean) ** 2 / f.logvar.exp()).mean().item()
     assert ratio == pytest.approx(1.0, abs=0.01)  # about 409,600 elements
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["sim", "gim", "cpc"])
 def test_batched_equals_unbatched(name):
     torch.manual_seed(1)
@@ -97,7 +98,7 @@ def test_batched_equals_unbatched(name):
     batched = encoder.extract(items)
     for i, item in enumerate(items):
         alone = encoder.extract(item)
-        for a, b in zip(batched, alone):
+        for a, b in zip(batched, alone, strict=True):
             assert int(a.lengths[i]) == int(b.lengths[0])
             torch.testing.assert_close(a.unpad(i), b.unpad(0), atol=1e-5, rtol=0)
             assert not a.mean[i, int(a.lengths[i]):].any()  # padding frames are zero
@@ -116,7 +117,7 @@ def test_padded_tensor_with_lengths_equals_list(sim):
     padded[0], padded[1, :3000] = items[0], items[1]
     a = sim.extract(padded, lengths=torch.tensor([5000, 3000]))
     b = sim.extract(items)
-    for fa, fb in zip(a, b):
+    for fa, fb in zip(a, b, strict=True):
         assert torch.equal(fa.lengths, fb.lengths)
         torch.testing.assert_close(fa.mean, fb.mean)
 
@@ -127,36 +128,64 @@ def test_too_short_item_gives_empty_frames(sim):
     assert out[2].unpad(0).shape == (0, 512)
 
 
-def test_layers_selects_and_stops_early(sim):
+def test_modules_selects_and_stops_early(sim):
     calls = []
     hook = sim.stages[2].register_forward_hook(lambda *a: calls.append(1))
     try:
-        out = sim.extract(torch.randn(4000), layers=[1, 0])
+        out = sim.extract(torch.randn(4000), modules=[1, 0])
     finally:
         hook.remove()
     assert [f.index for f in out] == [0, 1]
     assert out[1].index == 1
     assert not calls  # module 2 never ran
-    assert [f.index for f in sim.extract(torch.randn(4000), layers=-1)] == [3]
+    assert [f.index for f in sim.extract(torch.randn(4000), modules=-1)] == [3]
     with pytest.raises(ValueError, match="module indices"):
-        sim.extract(torch.randn(4000), layers=[4])
+        sim.extract(torch.randn(4000), modules=[4])
     with pytest.raises(KeyError):
         out[3]
 
 
+def test_layers_is_a_deprecated_alias_of_modules(sim):
+    wav = torch.randn(4000)
+    with pytest.warns(DeprecationWarning, match="modules="):
+        old = sim.extract(wav, layers=[1, 0])
+    assert [f.index for f in old] == [0, 1]
+    torch.testing.assert_close(old[1].mean, sim.extract(wav, modules=[0, 1])[1].mean, rtol=0, atol=0)
+    with pytest.raises(TypeError, match="modules="):
+        sim.extract(wav, modules=[0], layers=[0])
+    with pytest.warns(DeprecationWarning, match="modules="):
+        assert [f.index for f in sim.forward_features(wav[None], layers=[2])] == [2]
+    with pytest.warns(DeprecationWarning, match="resolve_modules"):
+        assert sim.resolve_layers([-1, 0]) == sim.resolve_modules([-1, 0]) == [0, 3]
+
+
+def test_options_of_extract_are_keyword_only(sim):
+    with pytest.raises(TypeError):
+        sim.extract(torch.randn(4000), 16000)
+
+
+def test_extraction_is_indexed_by_module_number_only(sim):
+    out = sim.extract(torch.randn(4000), modules=[1, 2])
+    assert out[2].index == 2 and out[np.int64(1)].index == 1
+    assert out.modules[-1].index == 2  # the deepest module extracted, by position
+    for index in (-1, -2, 0, 3, "2", 1.0, True):
+        with pytest.raises(KeyError, match=r"modules? \[1, 2\]"):
+            out[index]
+
+
 def test_int16_numpy_and_torch_agree(sim):
     pcm = (np.random.default_rng(0).uniform(-0.5, 0.5, 6000) * 32767).astype(np.int16)
-    a = sim.extract(pcm, layers=[2])[2].mean
-    b = sim.extract(torch.from_numpy(pcm.astype(np.float32) / 32768), layers=[2])[2].mean
+    a = sim.extract(pcm, modules=[2])[2].mean
+    b = sim.extract(torch.from_numpy(pcm.astype(np.float32) / 32768), modules=[2])[2].mean
     torch.testing.assert_close(a, b)
 
 
 def test_multichannel_is_downmixed(sim):
     stereo = torch.randn(2, 6000)
-    a = sim.extract([stereo], layers=[2])[2].mean
-    b = sim.extract(stereo.mean(0), layers=[2])[2].mean
+    a = sim.extract([stereo], modules=[2])[2].mean
+    b = sim.extract(stereo.mean(0), modules=[2])[2].mean
     torch.testing.assert_close(a, b)
-    c = sim.extract(stereo[None], layers=[2])[2].mean  # (batch, channels, samples)
+    c = sim.extract(stereo[None], modules=[2])[2].mean  # (batch, channels, samples)
     torch.testing.assert_close(c, b)
     with pytest.raises(ValueError, match=r"\(channels, samples\)"):
         sim.extract([stereo.T.numpy()])  # soundfile's (samples, channels) layout
@@ -205,6 +234,7 @@ def test_extract_runs_in_inference_mode_and_honours_dtype():
     assert out[0].mean.is_inference()
 
 
+@pytest.mark.slow
 def test_training_forward_isolates_modules():
     torch.manual_seed(0)
     encoder = SmoothInfoMaxEncoder.from_preset("sim").train()

@@ -234,6 +234,7 @@ def test_an_empty_batch_is_a_clear_error(encoder, wav, match):
         encoder.extract(wav, sample_rate=16000)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("items", [1, 4000, 20000])
 def test_any_batch_size_works(encoder, items):
     """Tiny items in batches of any size: 4,000 items shorter than the first layer's 41-sample minimum overflowed
@@ -250,6 +251,7 @@ def test_any_batch_size_works(encoder, items):
             torch.testing.assert_close(a.unpad(i), b.unpad(0), atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_a_large_padded_batch_of_tiny_items_works(encoder):
     lengths = torch.randint(1, 31, (4000,), generator=torch.Generator().manual_seed(0))
     out = encoder.extract(torch.rand(4000, 100) - 0.5, sample_rate=16000, lengths=lengths)

@@ -16,7 +16,7 @@ def encoder():
 def _step(encoder, head, weighted, wav, lengths):
     optimizer = torch.optim.SGD([p for p in [*encoder.parameters(), *head.parameters(), *weighted.parameters()]
                                  if p.requires_grad], lr=0.1)
-    feats, frame_lengths = weighted(encoder.forward_features(wav, lengths, layers=[0, 1, 2]))
+    feats, frame_lengths = weighted(encoder.forward_features(wav, lengths, modules=[0, 1, 2]))
     pooled = feats.sum(1) / frame_lengths[:, None]
     loss = torch.nn.functional.cross_entropy(head(pooled), torch.tensor([0, 1]))
     optimizer.zero_grad()
@@ -24,16 +24,18 @@ def _step(encoder, head, weighted, wav, lengths):
     optimizer.step()
 
 
+@pytest.mark.slow
 def test_forward_features_equals_extract(encoder):
     encoder.eval()
     wav, lengths = torch.randn(2, 6000), torch.tensor([6000, 4000])
     grads = encoder.forward_features(wav, lengths)
     plain = encoder.extract(wav, lengths=lengths)
-    for a, b in zip(grads, plain):
+    for a, b in zip(grads, plain, strict=True):
         torch.testing.assert_close(a.mean, b.mean)
     assert grads[2].mean.requires_grad
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("frozen", [True, False])
 def test_fine_tuning_changes_the_encoder_only_when_unfrozen(encoder, frozen):
     head, weighted = torch.nn.Linear(512, 2), LayerWeightedSum(encoder)
@@ -71,18 +73,19 @@ def test_layer_weighted_sum_pools_to_the_coarsest_hop(encoder):
     assert lengths.tolist() == [99, 56, 18]
     assert not feats[1, 56:].any()
     # equal weights: the mean of the three pooled modules
-    expected = (out[0].mean[:, :792].reshape(3, 99, 8, 512).mean(2) + out[1].mean[:, :198].reshape(3, 99, 2, 512).mean(2)
+    expected = (out[0].mean[:, :792].reshape(3, 99, 8, 512).mean(2)
+                + out[1].mean[:, :198].reshape(3, 99, 2, 512).mean(2)
                 + out[2].mean[:, :99]) / 3
     torch.testing.assert_close(feats[0], expected[0])
     with pytest.raises(ValueError, match="different dims"):
         LayerWeightedSum(encoder, modules=[2, 3])
 
 
-def test_downstream_example_runs_frozen_and_unfrozen(tmp_path_factory):
-    from data_fixtures import tiny_corpus
+@pytest.mark.slow
+def test_downstream_example_runs_frozen_and_unfrozen(tone_corpus, tmp_path_factory):
     from training.finetune_example import run
 
-    corpus = tiny_corpus(tmp_path_factory)
+    corpus = tone_corpus
     model = str(SmoothInfoMaxEncoder.from_preset("sim").save_pretrained(tmp_path_factory.mktemp("model")))
     frozen = run(str(corpus), model, True, steps=2, batch_size=2, learning_rate=1e-3, seed=0)
     tuned = run(str(corpus), model, False, steps=2, batch_size=2, learning_rate=1e-3, seed=0)

@@ -23,7 +23,7 @@ def _model(seed):
 
 
 def _features(model, wav):
-    return model.extract(wav, layers=[2])[2].mean
+    return model.extract(wav, modules=[2])[2].mean
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +50,7 @@ def test_download_by_repo_id_gets_the_latest(pushed, tmp_path):
     assert loaded.name_or_path == repo_id and len(loaded.revision) == 40
 
 
+@pytest.mark.slow
 def test_download_by_branch_and_by_commit(pushed, tmp_path):
     repo_id, first_commit, first, _ = pushed
     wav = torch.randn(4000)
@@ -60,6 +61,7 @@ def test_download_by_branch_and_by_commit(pushed, tmp_path):
     assert torch.equal(_features(by_commit, wav), _features(first, wav))
 
 
+@pytest.mark.slow
 def test_offline_reload_from_the_cache(pushed, tmp_path, monkeypatch, hub):
     repo_id, first_commit, first, second = pushed
     SmoothInfoMaxEncoder.from_pretrained(repo_id, cache_dir=tmp_path)
@@ -102,6 +104,7 @@ def test_repo_with_only_a_pickle_is_refused(hub, tmp_path):
         SmoothInfoMaxEncoder.from_pretrained(repo_id, cache_dir=tmp_path)
 
 
+@pytest.mark.slow
 def test_push_to_a_branch(hub, tmp_path):
     repo_id = f"sim-team/branch-{uuid.uuid4().hex[:8]}"
     model = _model(2)

@@ -1,7 +1,9 @@
-"""The folded inference path (smooth_infomax/inference.py) against the modules' own forward pass."""
+"""The folded inference path (smooth_infomax/inference/) against the modules' own forward pass."""
 
 import platform
+import re
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,11 +11,18 @@ import torch.nn.functional as F
 
 from smooth_infomax import SmoothInfoMaxEncoder
 from smooth_infomax.config import ConvLayerConfig
-from smooth_infomax.convs import FoldedConv, block_conv_applies, block_taps, conv_channels_last
-from smooth_infomax.inference import (FoldedModule, HalfWeightGRU, SlowDtypeWarning, default_sizes_s,
-                                     half_weight_gru_applies, slow_dtype_reason)
+from smooth_infomax.inference import (
+    FoldedModule,
+    HalfWeightGRU,
+    SlowDtypeWarning,
+    default_sizes_s,
+    half_weight_gru_applies,
+    slow_dtype_reason,
+)
+from smooth_infomax.inference.chunks import is_chunked
+from smooth_infomax.inference.convs import FoldedConv, block_conv_applies, block_taps, conv_channels_last
+from smooth_infomax.inference.pieces import conv_modules_in_pieces, piece_groups
 from smooth_infomax.inputs import prepare_audio
-from smooth_infomax.pieces import conv_modules_in_pieces, piece_groups
 
 
 def trained_looking(name: str) -> SmoothInfoMaxEncoder:
@@ -42,6 +51,7 @@ def unfolded(encoder: SmoothInfoMaxEncoder, wavs: list[torch.Tensor]):
         return encoder.forward_features(audio.waveform, audio.lengths)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["sim", "gim_sim_repo", "gim", "cpc"])
 def test_extract_equals_the_modules_forward(name):
     encoder = trained_looking(name)
@@ -54,18 +64,19 @@ def test_extract_equals_the_modules_forward(name):
             assert (got.logvar - want.logvar).abs().max() < 1e-4 * max(1.0, want.logvar.abs().max())
 
 
+@pytest.mark.slow
 def test_bfloat16_autocast_is_close_and_skipping_logvar_keeps_means():
     encoder = trained_looking("sim")
     wavs = clips()
     reference = encoder.extract(wavs)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         low = encoder.extract(wavs, logvar=False)
-    for got, want in zip(low, reference):
+    for got, want in zip(low, reference, strict=True):
         assert got.logvar is None
         error = (got.mean.float() - want.mean).norm() / want.mean.norm()
         assert 0 < error < 1e-2
     means_only = encoder.extract(wavs, logvar=False)
-    assert all(torch.equal(a.mean, b.mean) for a, b in zip(means_only, reference))
+    assert all(torch.equal(a.mean, b.mean) for a, b in zip(means_only, reference, strict=True))
 
 
 def test_extract_warns_when_the_cpu_has_no_native_16_bit_path():
@@ -82,6 +93,7 @@ def test_extract_warns_when_the_cpu_has_no_native_16_bit_path():
     assert slow_dtype_reason(torch.float32, torch.device("cpu")) is None
 
 
+@pytest.mark.slow
 def test_half_weight_gru_is_close_to_the_float32_gru_and_carries_its_state():
     torch.manual_seed(0)
     gru = torch.nn.GRU(64, 32, batch_first=True)
@@ -109,6 +121,7 @@ def test_16_bit_extraction_on_x86_runs_the_gru_with_half_weights():
     assert encoder.inference_modules()[-1].gru is None  # float32 keeps the exact GRU
 
 
+@pytest.mark.slow
 def test_folded_weights_follow_parameter_changes():
     encoder = trained_looking("sim")
     wav = clips()[0]
@@ -120,6 +133,7 @@ def test_folded_weights_follow_parameter_changes():
     assert torch.allclose(after, unfolded(encoder, [wav])[0].mean, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_train_mode_uses_batch_statistics_like_forward():
     encoder = trained_looking("sim").train()
     wavs = [clips()[0], clips()[0].flip(0)]
@@ -231,35 +245,72 @@ def test_cpu_chunks_are_sized_in_bytes_and_gpu_chunks_in_seconds():
     assert default_sizes_s("cuda", torch.float32) == default_sizes_s("cuda", torch.bfloat16) == (30.0, 60.0)
 
 
-def test_a_long_clip_is_computed_in_chunks_and_equals_the_whole_pass(monkeypatch):
-    import smooth_infomax.encoder as encoder_module
-
+@pytest.mark.slow
+def test_a_long_clip_is_computed_in_chunks_and_equals_the_whole_pass():
     encoder = trained_looking("sim")
     wav = 0.1 * torch.randn(30000, generator=torch.Generator().manual_seed(3))
     whole = encoder.extract(wav, sample=True, generator=torch.Generator().manual_seed(0))
-    monkeypatch.setattr(encoder_module, "default_sizes_s", lambda device_type, dtype: (0.25, 10.0))
-    assert encoder._chunkable(wav[None], None)
-    chunked = encoder.extract(wav, sample=True, generator=torch.Generator().manual_seed(0))
+    assert is_chunked(encoder.config, 1, wav.shape[0], encoder.num_modules - 1, chunk_samples=4000)
+    chunked = encoder.extract(wav, sample=True, generator=torch.Generator().manual_seed(0), chunk_samples=4000,
+                              piece_samples=160000)
     assert_same_features(chunked, whole)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["sim", "gim_sim_repo", "gim"])  # cpc: its only conv module ends in the GRU
 def test_a_large_batch_computed_in_pieces_equals_the_whole_batch_pass(monkeypatch, name):
-    import smooth_infomax.encoder as encoder_module
+    import smooth_infomax.inference.plan as plan
 
     encoder = trained_looking(name)
     wavs = clips() + [0.1 * torch.randn(30000, generator=torch.Generator().manual_seed(4))]
     whole = encoder.extract(wavs, sample=True, generator=torch.Generator().manual_seed(0))
-    # pieces of 20000 samples: the four short clips in three groups, the 30000-sample one alone in 8000-sample chunks
-    monkeypatch.setattr(encoder_module, "default_sizes_s", lambda device_type, dtype: (0.5, 1.25))
     calls = []
 
-    def spy(*args):
+    def spy(*args, **kwargs):
         calls.append(args)
-        return conv_modules_in_pieces(*args)
+        return conv_modules_in_pieces(*args, **kwargs)
 
-    monkeypatch.setattr(encoder_module, "conv_modules_in_pieces", spy)
-    pieced = encoder.extract(wavs, sample=True, generator=torch.Generator().manual_seed(0))
+    monkeypatch.setattr(plan, "conv_modules_in_pieces", spy)
+    # pieces of 20000 samples: the four short clips in three groups, the 30000-sample one alone in 8000-sample chunks
+    pieced = encoder.extract(wavs, sample=True, generator=torch.Generator().manual_seed(0), chunk_samples=8000,
+                             piece_samples=20000)
     assert len(calls) == 1
     assert_same_features(pieced, whole)
     assert piece_groups([5, 1, 9, 3, 2], 6) == [[1, 4], [3], [0], [2]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chunk_samples,piece_samples", [(4000, 20000), (1600, 6000), (None, 12000), (8000, None)])
+def test_chunk_and_piece_sizes_change_how_not_what_is_computed(chunk_samples, piece_samples):
+    encoder = trained_looking("sim")
+    long_clip = 0.1 * torch.randn(30000, generator=torch.Generator().manual_seed(4))
+    for wavs in (clips() + [long_clip], long_clip):
+        default = encoder.extract(wavs, sample_rate=16000, sample=True, generator=torch.Generator().manual_seed(0))
+        sized = encoder.extract(wavs, sample_rate=16000, sample=True, generator=torch.Generator().manual_seed(0),
+                                chunk_samples=chunk_samples, piece_samples=piece_samples)
+        assert_same_features(sized, default)
+
+
+@pytest.mark.parametrize("bad", [0, -160, 1.5, True])
+def test_sizes_must_be_positive_sample_counts(bad):
+    encoder = trained_looking("sim")
+    with pytest.raises(ValueError, match="chunk_samples"):
+        encoder.extract(clips()[0], chunk_samples=bad)
+    with pytest.raises(ValueError, match="piece_samples"):
+        encoder.extract(clips()[0], piece_samples=bad)
+
+
+def test_the_model_and_its_inference_path_never_import_extraction():
+    """The model and ``inference/`` sit below the CLI's pipeline (``extraction/``): they never import it, and no
+    file reaches into the encoder's private inference helpers."""
+    package = Path(__file__).resolve().parents[1] / "smooth_infomax"
+    files = [package / "encoder.py", *sorted((package / "inference").glob("*.py"))]
+    assert len(files) > 5
+    importing = re.compile(r"^\s*(from\s+(\.+|smooth_infomax\.)(\w+\.)*extraction\b|import\s+smooth_infomax\.extraction"
+                           r"|from\s+\.+\s+import\s+.*\bextraction\b)", re.M)
+    for path in files:
+        assert not importing.search(path.read_text(encoding="utf-8")), f"{path} imports extraction"
+    private = re.compile(r"\b(?!self\b)\w+\._(chunkable|chunked_features|folded_features|folded_pass|folded_stages"
+                         r"|min_input_samples|sizes_samples|folded)\b")
+    for path in sorted(package.rglob("*.py")):
+        assert not private.search(path.read_text(encoding="utf-8")), f"{path} uses the encoder's private names"

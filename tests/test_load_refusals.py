@@ -77,6 +77,7 @@ except LoadError as error:
 """
 
 
+@pytest.mark.slow
 def test_mismatching_config_allocates_nothing(folder, tmp_path):
     target = _with_weights(folder, tmp_path, lambda tensors: None)
     config = json.loads((target / "config.json").read_text())
@@ -91,6 +92,7 @@ def test_mismatching_config_allocates_nothing(folder, tmp_path):
     assert int(grown_mib) < 200, f"loading a mismatching folder grew the peak memory by {grown_mib} MiB"
 
 
+@pytest.mark.slow
 def test_converter_errors_are_one_line_and_exit_1(tmp_path):
     (tmp_path / "junk.ckpt").write_text("not a checkpoint")
     for path, expected in ((tmp_path / "junk.ckpt", "not a PyTorch tensor checkpoint (unreadable pickle stream)"),

@@ -27,7 +27,7 @@ def test_vectorised_equals_loop_formulation(frames):
     torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
     grad_fast = torch.autograd.grad(fast, [context, target, predictor.weight])
     grad_slow = torch.autograd.grad(slow, [context, target, predictor.weight])
-    for a, b in zip(grad_fast, grad_slow):
+    for a, b in zip(grad_fast, grad_slow, strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
 
 
@@ -40,7 +40,7 @@ def test_vectorised_equals_loop_formulation_under_bfloat16_autocast():
     torch.testing.assert_close(fast, slow, atol=0, rtol=1e-3)
     grad_fast = torch.autograd.grad(fast, [context, target, predictor.weight])
     grad_slow = torch.autograd.grad(slow, [context, target, predictor.weight])
-    for a, b in zip(grad_fast, grad_slow):
+    for a, b in zip(grad_fast, grad_slow, strict=True):
         assert a.dtype == b.dtype == torch.float32
         assert (a - b).norm() / b.norm() < 2e-2
 

@@ -4,15 +4,15 @@ separable features, and the evaluation pipeline end to end on the tiny generated
 from __future__ import annotations
 
 import json
-from functools import partial
 import subprocess
 import sys
 from dataclasses import replace
+from functools import partial
 
-import data_fixtures as fx
 import pytest
 import torch
 
+import data_fixtures as fx
 from smooth_infomax import SmoothInfoMaxEncoder
 from smooth_infomax.analysis import (
     SPEAKER_PROBE,
@@ -141,7 +141,7 @@ def test_probe_file_round_trip(tmp_path):
     loaded, classes, metadata = load_probe(tmp_path / "probe.safetensors")
     assert classes == ["a", "b", "c", "d"] and metadata["model"] == "sim"
     assert torch.equal(predict(loaded, data.features), predict(probe, data.features))
-    for a, b in zip(loaded.raw_weight(), probe.raw_weight()):
+    for a, b in zip(loaded.raw_weight(), probe.raw_weight(), strict=True):
         assert torch.allclose(a, b)
 
 
@@ -170,15 +170,16 @@ def test_encoder_frames_and_pooled_features():
     waves = [torch.randn(3200) * 0.1, torch.randn(4800) * 0.1]
     together = source.frames(waves)
     alone = source.frames(waves[1:])
-    for name, dim in zip(source.feature_names, (512, 512, 512, 256)):
+    for name, dim in zip(source.feature_names, (512, 512, 512, 256), strict=True):
         assert together[0][name].shape == (20, dim) and together[1][name].shape == (30, dim)
         assert torch.allclose(together[1][name], alone[0][name], atol=1e-5)
     clips = torch.zeros(2, 4800)
     clips[0], clips[1, :3200] = waves[1], waves[0]
     pooled = source.pooled(clips, torch.tensor([4800, 3200]))
-    reference = encoder.extract(waves[0], layers=[3])[3].mean[0].mean(0)
+    reference = encoder.extract(waves[0], modules=[3])[3].mean[0].mean(0)
     assert torch.allclose(pooled["GRU"][1], reference, atol=1e-5)
-    assert EncoderFeatures(SmoothInfoMaxEncoder.from_preset("gim"), layers=[0, -1]).feature_names == ["module 0", "GRU"]
+    gim = SmoothInfoMaxEncoder.from_preset("gim")
+    assert EncoderFeatures(gim, modules=[0, -1]).feature_names == ["module 0", "GRU"]
 
 
 def test_mfcc_frame_i_is_centred_on_label_i():
@@ -217,10 +218,12 @@ def test_collect_pooled_features_keeps_every_clip():
     assert data.features.shape == (4, 39) and data.labels.tolist() == [0, 1, 2, 1]
 
 
+@pytest.mark.slow
 def test_importing_the_package_does_not_import_analysis():
     code = ("import sys, smooth_infomax; assert 'smooth_infomax.analysis' not in sys.modules; "
             "import smooth_infomax.analysis as a; assert 'smooth_infomax.analysis.probes' not in sys.modules; "
-            "assert 'torchaudio' not in sys.modules; a.run_probe; assert 'smooth_infomax.analysis.probes' in sys.modules")
+            "assert 'torchaudio' not in sys.modules; a.run_probe; "
+            "assert 'smooth_infomax.analysis.probes' in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
     from smooth_infomax import analysis
 
@@ -230,11 +233,12 @@ def test_importing_the_package_does_not_import_analysis():
 # --- end to end ---------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def corpus_root(tmp_path_factory):
-    return fx.tiny_corpus(tmp_path_factory)
+def corpus_root(tone_corpus):
+    return tone_corpus
 
 
-def test_evaluate_end_to_end_on_the_tiny_corpus(corpus_root, tmp_path):
+@pytest.mark.slow
+def test_evaluate_end_to_end_on_the_tone_corpus(corpus_root, tmp_path):
     out = tmp_path / "results"
     code = ev.main(["--data", str(corpus_root), "--random-init", "sim", "--mfcc", "--mfcc-context", "2",
                     "--out", str(out), "--phone-epochs", "20", "--phone-lr", "3e-3", "--phone-batch", "256",
@@ -270,7 +274,7 @@ def test_speaker_crops_are_fixed_and_shared_between_models(corpus_root):
     first = list(ev.crop_batches(corpus, corpus.train_ids, 2, seed=0, crop_samples=20480, batch_size=4))
     again = list(ev.crop_batches(corpus, corpus.train_ids, 2, seed=0, crop_samples=20480, batch_size=4))
     assert sum(len(b[2]) for b in first) == 2 * len(corpus.train_ids)
-    assert all(torch.equal(a[0], b[0]) and torch.equal(a[2], b[2]) for a, b in zip(first, again))
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[2], b[2]) for a, b in zip(first, again, strict=True))
     other = next(ev.crop_batches(corpus, corpus.train_ids, 2, seed=1, crop_samples=20480, batch_size=4))
     assert not torch.equal(other[0], first[0][0])
 
@@ -299,9 +303,10 @@ def test_model_paths(tmp_path):
     for spec in (tmp_path / "run", checkpoint_path(tmp_path / "run", 7)):
         from_run, description = ev.load_encoder(str(spec))
         assert "step 7" in description and not from_run.training
-        assert all(torch.equal(x, y) for x, y in zip(from_run.state_dict().values(), encoder.state_dict().values()))
+        assert all(torch.equal(x, y)
+                   for x, y in zip(from_run.state_dict().values(), encoder.state_dict().values(), strict=True))
     a, b = ev.random_encoder("sim", 3), ev.random_encoder("sim", 3)
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
     assert not torch.equal(next(a.parameters()), next(ev.random_encoder("sim", 4).parameters()))
     with pytest.raises(SystemExit):
         ev.main(["--data", str(tmp_path), "--out", str(tmp_path / "o")])  # nothing to evaluate

@@ -30,12 +30,7 @@ COLUMNS = ["id", "package", "version", "licence", "language", "voice", "prompt",
 
 def _espeak_or_skip() -> ac.Synthesiser:
     """espeak-ng speaks the English fixtures; flite is the agreement check's projector."""
-    from training.data.engines import EngineMissing, missing_requirements
-
-    missing = missing_requirements(["espeak", "flite"])
-    if missing:
-        pytest.skip(f"needs espeak-ng (English speech to align) and flite (the agreement check): "
-                    f"{EngineMissing(missing)}")
+    fx.require_engines("espeak", "flite")
     return ac.Synthesiser("espeak")
 
 
@@ -69,7 +64,8 @@ def source(tmp_path_factory):
     root, (train, test) = tmp_path_factory.mktemp("real_source"), _prompt_names()
     english = [speaker.speak(" ".join(normalise_text(text))) for text in ENGLISH]
     names = [train[0], train[1], test[0]]
-    specs = [(f"9101-1-{i:04d}", "en", names[i], "test", s.audio, t) for i, (s, t) in enumerate(zip(english, ENGLISH))]
+    specs = [(f"9101-1-{i:04d}", "en", names[i], "test", s.audio, t)
+             for i, (s, t) in enumerate(zip(english, ENGLISH, strict=True))]
     specs.append(("9101-1-0003", "en", train[2], "test", speaker.speak("press the key now").audio, OOV_TEXT))
     specs.append(("9101-1-0004", "en", "held-out-of-eval", "train", english[0].audio, ENGLISH[0]))
     others = [("9101", 2, "es", 210.0, [train[3], test[1]]), ("9102", 3, "fr", 150.0, [train[4], test[2]]),
@@ -195,6 +191,7 @@ def test_agreement_check_is_written_with_its_calibration(built):
 
 # --- training.evaluate on a partially labelled corpus -------------------------------------------------------------
 
+@pytest.mark.slow
 def test_evaluate_uses_labelled_utterances_for_phones_and_all_for_speakers(built, tmp_path):
     out, _ = built
     corpus = ev.load_corpus(out, ev.EvalSettings())

@@ -3,7 +3,7 @@
 import numpy as np
 from safetensors.numpy import load_file
 
-from smooth_infomax.extraction.safetensors_stream import SafetensorsStream
+from smooth_infomax.extraction.formats import SafetensorsStream
 
 # Tensor shapes whose bytes start and end off 4 KiB pages, one smaller than a page, and one row spanning pages.
 SPECS = {

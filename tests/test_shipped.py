@@ -20,7 +20,8 @@ def test_the_default_model_is_shipped_and_trained_on_real_speech():
     encoder = SmoothInfoMaxEncoder.from_pretrained()
     assert encoder.name_or_path == DEFAULT_MODEL and encoder.config.preset == "sim" and not encoder.training
     same = SmoothInfoMaxEncoder.from_pretrained(DEFAULT_MODEL)
-    assert all(torch.equal(a, b) for a, b in zip(encoder.state_dict().values(), same.state_dict().values()))
+    assert all(torch.equal(a, b)
+               for a, b in zip(encoder.state_dict().values(), same.state_dict().values(), strict=True))
     card = (folder / "README.md").read_text()
     for source in ("asterisk-core-sounds-en-g722", "CC-BY-SA-3.0", "CC-BY-3.0", "espeak-ng", "phone accuracy"):
         assert source in card, source

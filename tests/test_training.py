@@ -5,7 +5,6 @@ import json
 import pytest
 import torch
 
-from data_fixtures import tiny_corpus
 from smooth_infomax import SmoothInfoMaxEncoder
 from training.checkpoint import latest_checkpoint, load_checkpoint
 from training.config import TrainConfig, load_config
@@ -14,8 +13,8 @@ from training.train import TrainingDiverged, train
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return tiny_corpus(tmp_path_factory)
+def corpus(tone_corpus):
+    return tone_corpus
 
 
 def small_config(corpus, out_dir, **changes):
@@ -29,10 +28,11 @@ def small_config(corpus, out_dir, **changes):
 def read_losses(run_dir, split="train"):
     lines = (run_dir / "metrics.csv").read_text().splitlines()
     header = lines[0].split(",")
-    rows = [dict(zip(header, line.split(","))) for line in lines[1:]]
+    rows = [dict(zip(header, line.split(","), strict=True)) for line in lines[1:]]
     return [float(r["loss"]) for r in rows if r["split"] == split]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", ["sim", "gim_sim_repo", "gim", "cpc"])
 def test_each_preset_trains_and_its_loss_decreases(corpus, tmp_path, preset):
     run_dir = train(small_config(corpus, tmp_path / preset, preset=preset, steps=10))
@@ -44,6 +44,7 @@ def test_each_preset_trains_and_its_loss_decreases(corpus, tmp_path, preset):
     assert state["step"] == 10
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(corpus, tmp_path):
     straight = train(small_config(corpus, tmp_path / "straight", steps=6, checkpoint_every=3))
     halves = small_config(corpus, tmp_path / "halves", steps=3, checkpoint_every=3)
@@ -58,6 +59,7 @@ def test_resume_continues_exactly(corpus, tmp_path):
         assert torch.equal(a["predictors"][key], b["predictors"][key]), key
 
 
+@pytest.mark.slow
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(corpus, tmp_path):
     config = small_config(corpus, tmp_path / "run", preset="gim", steps=2, checkpoint_every=2)
     train(config)
@@ -69,13 +71,14 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(corpus, tmp_path):
     assert latest_checkpoint(tmp_path / "run").read_bytes() == good
 
 
+@pytest.mark.slow
 def test_export_reloads_with_identical_features(corpus, tmp_path):
     run_dir = train(small_config(corpus, tmp_path / "run", steps=2))
     encoder = export(run_dir, tmp_path / "model", training_data="tiny synthetic corpus",
                      metrics={"phone accuracy (%)": 12.5})
     loaded = SmoothInfoMaxEncoder.from_pretrained(tmp_path / "model")
     wav = torch.randn(5000)
-    for a, b in zip(encoder.extract(wav), loaded.extract(wav)):
+    for a, b in zip(encoder.extract(wav), loaded.extract(wav), strict=True):
         assert torch.equal(a.mean, b.mean)
     card = (tmp_path / "model" / "README.md").read_text()
     assert "tiny synthetic corpus" in card and "2 steps of batch 2" in card and "12.50" in card
@@ -103,6 +106,7 @@ def test_config_overlays_and_unknown_keys(tmp_path):
         load_config("sim_synth", {"batch_size": 0})
 
 
+@pytest.mark.slow
 def test_export_command_pushes_to_the_hub(corpus, tmp_path, hub):
     from huggingface_hub import HfApi
 
@@ -115,6 +119,7 @@ def test_export_command_pushes_to_the_hub(corpus, tmp_path, hub):
     assert loaded.config.preset == "sim"
 
 
+@pytest.mark.slow
 def test_tensorboard_gets_the_per_module_scalars(corpus, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -124,3 +129,24 @@ def test_tensorboard_gets_the_per_module_scalars(corpus, tmp_path):
     tags = set(events.Tags()["scalars"])
     assert {"train/loss", "train/m0_nce", "train/m0_kl", "train/m3_acc", "val/m2_nce"} <= tags
     assert [e.step for e in events.Scalars("train/loss")] == [1, 2]
+
+
+def test_export_card_lists_the_compared_models_of_the_same_evaluation(corpus, tmp_path):
+    from training.export import main as export_main
+
+    def model(name, phone, speaker):
+        features = {"module 0": {"phone": {"test": {"accuracy": phone}}, "speaker": {"test": {"accuracy": speaker}}},
+                    "GRU": {"phone": {"test": {"accuracy": phone + 0.1}}, "speaker": None}}
+        return {"name": name, "features": features}
+
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"models": [model("mine", 0.5, 0.9), model("other", 0.25, 0.75)]}))
+    run_dir = train(small_config(corpus, tmp_path / "run", steps=1))
+    export_main([str(run_dir), str(tmp_path / "model"), "--results", str(results), "--results-model", "mine",
+                 "--compare", "other", "--notes", "Small."])
+    card = (tmp_path / "model" / "README.md").read_text()
+    assert "Small.\n\nIn the same evaluation run" in card
+    assert "| mine | 60.0 (GRU) | 90.0 (module 0) |" in card and "| other | 35.0 (GRU) | 75.0 (module 0) |" in card
+    with pytest.raises(ValueError, match="no model named \\['absent'\\]"):
+        export_main([str(run_dir), str(tmp_path / "model2"), "--results", str(results), "--results-model", "mine",
+                     "--compare", "absent"])

@@ -6,18 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from data_fixtures import tiny_corpus
+from test_training import read_losses, small_config
 from training.batches import MixedCrops
 from training.checkpoint import latest_checkpoint, load_checkpoint
 from training.config import TrainConfig
 from training.data.librispeech import CorpusPaths, CropDataset, read_split
 from training.train import build_datasets, cpu_has_native_bf16, train
-from test_training import read_losses, small_config
 
 
 @pytest.fixture(scope="module")
-def corpora(tmp_path_factory):
-    first = tiny_corpus(tmp_path_factory)
+def corpora(tone_corpus, tmp_path_factory):
+    first = tone_corpus
     second = tmp_path_factory.mktemp("second") / "corpus"
     shutil.copytree(first, second)
     return first, second
@@ -56,6 +55,7 @@ def test_uneven_shares_and_bad_shares(corpora):
         TrainConfig(mix={"data/real": 1.0})
 
 
+@pytest.mark.slow
 def test_training_on_a_mix_reads_both_corpora_and_resumes_exactly(corpora, tmp_path):
     config = small_config(corpora[0], tmp_path / "straight", steps=4, checkpoint_every=2, mix={str(corpora[1]): 0.5})
     crops, _ = build_datasets(config)
@@ -70,6 +70,7 @@ def test_training_on_a_mix_reads_both_corpora_and_resumes_exactly(corpora, tmp_p
     assert len(read_losses(straight)) == 4
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no native bfloat16 (AVX-512 BF16 or AMX)")
 def test_bf16_cpu_trains_under_autocast(corpora, tmp_path):
     run_dir = train(small_config(corpora[0], tmp_path / "bf16", steps=3, bf16_cpu=True))

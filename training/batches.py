@@ -60,11 +60,11 @@ class MixedCrops(Dataset):
         if len(corpora) != len(shares) or not math.isclose(sum(shares), 1.0) or min(shares) <= 0:
             raise ValueError(f"need one positive share per corpus, summing to 1; got {list(shares)}")
         self.corpora = list(corpora)
-        total = max(math.ceil(len(c) / share) for c, share in zip(corpora, shares) if len(c))
+        total = max(math.ceil(len(c) / share) for c, share in zip(corpora, shares, strict=True) if len(c))
         self.counts = [round(total * share) for share in shares]
         self.starts = [sum(self.counts[:i]) for i in range(len(self.counts))]
-        self.visits = [math.ceil(n / len(c)) if len(c) else 0 for n, c in zip(self.counts, corpora)]
-        empty = [i for i, (n, c) in enumerate(zip(self.counts, corpora)) if n and not len(c)]
+        self.visits = [math.ceil(n / len(c)) if len(c) else 0 for n, c in zip(self.counts, corpora, strict=True)]
+        empty = [i for i, (n, c) in enumerate(zip(self.counts, corpora, strict=True)) if n and not len(c)]
         if empty:
             raise ValueError(f"corpus {empty[0]} has no utterances but a share of the batches")
         self.epoch = 0

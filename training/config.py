@@ -31,11 +31,17 @@ class TrainConfig:
     crops (the rest come from ``data_root``); a corpus smaller than its share is visited several times per epoch,
     each time with new crops. ``bf16`` turns on bfloat16 autocast on a GPU; on a CPU only ``bf16_cpu`` does, and
     only where the CPU computes bfloat16 natively (AVX-512 BF16 or AMX), since elsewhere it is slower than float32.
+
+    ``layout`` says how ``data_root`` is organised: ``"librispeech"`` (real, synthetic or Debian corpora: audio under
+    ``LibriSpeech/``, split files under ``LibriSpeech100_labels_split/``) or ``"deboer"`` (the Artificial Speech
+    Dataset's folder: training words from ``reshuffledv2/train``, each cut to its first ``crop_samples`` samples,
+    validation on ``reshuffledv2/test``, as the reference; ``train_split``, ``val_fraction`` and ``mix`` do not apply).
     """
 
     preset: str = "sim"
     model: dict[str, Any] = field(default_factory=dict)
     data_root: str = "data/synth"
+    layout: str = "librispeech"
     mix: dict[str, float] = field(default_factory=dict)
     train_split: str = "train_split.txt"
     val_fraction: float = 0.05
@@ -60,13 +66,15 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         checks = {
-            "batch_size": self.batch_size >= 1, "steps": self.steps >= 1, "epochs": self.epochs >= 0, "learning_rate": self.learning_rate > 0,
+            "batch_size": self.batch_size >= 1, "steps": self.steps >= 1, "epochs": self.epochs >= 0,
+            "learning_rate": self.learning_rate > 0,
             "crop_samples": self.crop_samples >= 160, "num_workers": self.num_workers >= 0,
             "checkpoint_every": self.checkpoint_every >= 1, "val_every": self.val_every >= 1,
             "val_batches": self.val_batches >= 1, "log_every": self.log_every >= 1,
             "val_fraction": 0.0 < self.val_fraction < 1.0, "lr_decay": 0.0 < self.lr_decay <= 1.0,
             "device": self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda"),
             "mix": all(share > 0 for share in self.mix.values()) and sum(self.mix.values()) < 1.0,
+            "layout": self.layout == "librispeech" or self.layout == "deboer" and not self.mix,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

@@ -4,9 +4,14 @@ random-initialisation baselines in the same run (protocol: ``docs/evaluation.md`
     python -m training.evaluate --data data/synth --model sim=runs/sim_synth --model gim=models/gim \\
         --random-init sim --mfcc --out results/
 
+    python -m training.evaluate --deboer data/Artificial-Speech-Dataset --model sim=runs/sim_deboer \\
+        --random-init sim --mfcc --deboer-split both --out results/deboer
+
 ``--model NAME=PATH``: PATH is a ``save_pretrained`` folder, a training run folder (its latest checkpoint), a
 checkpoint file, or a model name/Hub id for ``from_pretrained``. Writes ``results.json`` (every number, settings,
 label maps, timings), ``results.md`` (a table), ``speakers.json`` and ``phones.json`` (label maps) to ``--out``.
+``--deboer DIR`` (with or without ``--data``) adds syllable and vowel probes on de Boer's Artificial Speech Dataset
+(:mod:`training.deboer_probes`): their tables go to ``results.md`` and to the terminal.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from pathlib import Path
 import torch
 
 from smooth_infomax import SmoothInfoMaxEncoder, __version__
+from smooth_infomax.analysis.corpus import LibriLayout
 from smooth_infomax.analysis.features import (
     EncoderFeatures,
     FeatureSource,
@@ -33,7 +39,6 @@ from smooth_infomax.analysis.features import (
 from smooth_infomax.analysis.probes import (
     PHONE_PROBE,
     SPEAKER_PROBE,
-    SYLLABLE_PROBE,
     LabelledFeatures,
     ProbeConfig,
     collect_frame_features,
@@ -51,16 +56,18 @@ from training.data.librispeech import (
     align_labels,
     build_speaker_map,
     read_phone_labels,
-    read_split,
     save_speaker_map,
     speaker_of,
 )
+from training.deboer_probes import DEBOER_PROBE, DeBoerProtocol, evaluate_deboer_sources
+from training.deboer_probes import markdown as deboer_markdown
 
 N_PHONE_CLASSES = 41
 EVAL_PHONE_PROBE = replace(PHONE_PROBE, learning_rate=1e-3, epochs=10, standardize=True)
 """The phone probe of this evaluation: the paper's probe with lr 1e-3 (converges in 10 epochs on cached frames)."""
 EVAL_SPEAKER_PROBE = replace(SPEAKER_PROBE, epochs=300, standardize=True)
-EVAL_SYLLABLE_PROBE = replace(SYLLABLE_PROBE, standardize=True)
+EVAL_SYLLABLE_PROBE = DEBOER_PROBE
+"""The syllable / vowel probe: the reference's, standardised, early-stopped (``epochs`` is the ceiling)."""
 
 
 # --- settings -----------------------------------------------------------------------------------------------------
@@ -72,6 +79,9 @@ class EvalSettings:
     phone_probe: ProbeConfig = EVAL_PHONE_PROBE
     speaker_probe: ProbeConfig = EVAL_SPEAKER_PROBE
     syllable_probe: ProbeConfig = EVAL_SYLLABLE_PROBE
+    syllable_patience: int = DeBoerProtocol.patience
+    syllable_val_fraction: float = DeBoerProtocol.val_fraction
+    deboer_splits: tuple[str, ...] = DeBoerProtocol.splits
     speaker_crops: int = 2
     crop_samples: int = CROP_SAMPLES
     seed: int = 0
@@ -142,9 +152,9 @@ def first_per_speaker(ids: list[str], limit: int | None) -> list[str]:
 
 def load_corpus(root: str | Path, settings: EvalSettings) -> Corpus:
     """Splits, labels and label maps of the corpus at ``root``; speakers indexed train-first (as the reference)."""
-    paths = CorpusPaths(Path(root))
-    train = first_per_speaker(read_split(paths.split(settings.train_split)), settings.max_utterances_per_speaker)
-    test = first_per_speaker(read_split(paths.split(settings.test_split)), settings.max_utterances_per_speaker)
+    paths, layout = CorpusPaths(Path(root)), LibriLayout(root)  # the package's reader of split files
+    train = first_per_speaker(layout.items(settings.train_split), settings.max_utterances_per_speaker)
+    test = first_per_speaker(layout.items(settings.test_split), settings.max_utterances_per_speaker)
     labels = read_phone_labels(paths.phone_labels, train + test)
     for split, ids in ((settings.train_split, train), (settings.test_split, test)):
         if not any(utt_id in labels for utt_id in ids):
@@ -235,9 +245,11 @@ def extract_features(source: FeatureSource, corpus: Corpus, settings: EvalSettin
 def load_encoder(spec: str, device: str = "cpu") -> tuple[SmoothInfoMaxEncoder, str]:
     """An encoder in eval mode from a ``save_pretrained`` folder, a run folder (latest checkpoint), a checkpoint
     file, or a ``from_pretrained`` name; and a description of where it came from."""
+    from smooth_infomax.hub import load_for_cli
+
     path = Path(spec)
     if path.is_dir() and (path / "config.json").is_file():
-        return SmoothInfoMaxEncoder.from_pretrained(path, device=device).eval(), f"pretrained folder {path}"
+        return load_for_cli(str(path), device=device), f"pretrained folder {path}"
     if path.is_dir() and (path / "checkpoints").is_dir() or path.is_file():
         from training.checkpoint import latest_checkpoint
         from training.export import encoder_from_checkpoint
@@ -247,7 +259,7 @@ def load_encoder(spec: str, device: str = "cpu") -> tuple[SmoothInfoMaxEncoder, 
             raise FileNotFoundError(f"{path}: no checkpoints")
         encoder, state = encoder_from_checkpoint(checkpoint)
         return encoder.to(device).eval(), f"checkpoint {checkpoint} (step {state.get('step')})"
-    return SmoothInfoMaxEncoder.from_pretrained(spec, device=device).eval(), f"from_pretrained({spec!r})"
+    return load_for_cli(spec, device=device), f"from_pretrained({spec!r})"
 
 
 def random_encoder(preset: str, seed: int, device: str = "cpu") -> SmoothInfoMaxEncoder:
@@ -363,8 +375,9 @@ def evaluate(candidates: list[Candidate], corpus: Corpus, settings: EvalSettings
             results["corpus"] = corpus_summary(corpus, cache, settings)
         probe_start = time.perf_counter()
         features = probe_features(cache, source, corpus, settings, probe_dir, candidate.name)
-        audio_s = (results["corpus"]["train_audio_s"] + results["corpus"]["test_audio_s"]
-                   + (results["corpus"]["train_crops"] + results["corpus"]["test_crops"]) * settings.crop_samples / 16000)
+        summary = results["corpus"]
+        audio_s = (summary["train_audio_s"] + summary["test_audio_s"]
+                   + (summary["train_crops"] + summary["test_crops"]) * settings.crop_samples / 16000)
         extraction_s = sum(cache.seconds.values())
         results["models"].append({
             "name": candidate.name, "kind": candidate.kind, "source": candidate.description,
@@ -456,10 +469,16 @@ def _timing_line(results: dict) -> str:
 
 
 def write_results(results: dict, out_dir: Path) -> None:
-    """``results.json``, ``results.md``, ``speakers.json`` (``save_speaker_map`` format) and ``phones.json``."""
+    """``results.json``, ``results.md``, ``speakers.json`` (``save_speaker_map`` format) and ``phones.json`` (the
+    last two only with phone/speaker results; ``results.md`` ends with the de Boer tables when there are any)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    (out_dir / "results.md").write_text(markdown_table(results))
+    text = markdown_table(results) if results.get("models") is not None else "# Linear-probe results\n\n"
+    if results.get("deboer"):
+        text += deboer_markdown(results["deboer"])
+    (out_dir / "results.md").write_text(text)
+    if "label_maps" not in results:
+        return
     speakers = results["label_maps"]["speakers"]
     save_speaker_map({s: i for i, s in enumerate(speakers)}, out_dir / "speakers.json")
     save_label_map(results["label_maps"]["phones"], out_dir / "phones.json", task="phone")
@@ -467,36 +486,19 @@ def write_results(results: dict, out_dir: Path) -> None:
 
 # --- de Boer syllables / vowels -----------------------------------------------------------------------------------
 
+def deboer_protocol(settings: EvalSettings) -> DeBoerProtocol:
+    """The de Boer probe settings of ``settings``."""
+    return DeBoerProtocol(settings.syllable_probe, settings.syllable_patience, settings.syllable_val_fraction,
+                          tuple(settings.deboer_splits), settings.device)
+
+
 def evaluate_deboer(source: FeatureSource, root: str | Path, settings: EvalSettings, batch_size: int = 32) -> dict:
-    """Syllable (9 classes) and vowel (3 classes) accuracy of time-pooled features on de Boer syllable files in
-    ``root/train`` and ``root/test`` (the ``split up data padded`` folders): ``{feature: {task: result}}``."""
-    from training.data.deboer import SYLLABLES, VOWELS, DeBoerDataset
-
-    def clips(directory: Path):
-        dataset = DeBoerDataset(directory, kind="syllables", labels="syllables")
-        for start in range(0, len(dataset), batch_size):
-            items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-            audio = torch.nn.utils.rnn.pad_sequence([item.audio[0] for item in items], batch_first=True)
-            yield audio, torch.tensor([item.audio.shape[-1] for item in items]), torch.tensor([i.label for i in items])
-
-    train = collect_pooled_features(source, clips(Path(root) / "train"))
-    test = collect_pooled_features(source, clips(Path(root) / "test"))
-    to_vowel = torch.tensor([VOWELS.index(s[-1]) for s in SYLLABLES])
-    config = with_standardize(settings.syllable_probe, source)
-    out = {}
-    for name in train:
-        entry = {"dim": train[name].dim}
-        for task, mapping, classes in (("syllable", None, SYLLABLES), ("vowel", to_vowel, VOWELS)):
-            result = run_probe(_relabel(train[name], mapping), _relabel(test[name], mapping), len(classes), config,
-                               settings.device)
-            entry[task] = result.as_dict() | {"classes": list(classes)}
-        out[name] = entry
-    return out
-
-
-def _relabel(data: LabelledFeatures, mapping: torch.Tensor | None) -> LabelledFeatures:
-    """``data`` with label ``i`` replaced by ``mapping[i]`` (unchanged when ``mapping`` is ``None``)."""
-    return data if mapping is None else LabelledFeatures(data.features, mapping[data.labels])
+    """Syllable (9 classes) and vowel (3 classes) accuracy of one source's time-pooled features on the published
+    split of the de Boer syllable files at ``root`` (the dataset's folder, or ``split up data padded`` holding
+    ``train/`` and ``test/``): ``{feature: {"dim", "syllable", "vowel"}}``. ``training.deboer_probes`` has the rest."""
+    protocol = replace(deboer_protocol(settings), splits=("published",))
+    results = evaluate_deboer_sources({"source": lambda: source}, root, protocol, batch_size)
+    return results["splits"]["published"]["models"]["source"]
 
 
 # --- command line -------------------------------------------------------------------------------------------------
@@ -505,7 +507,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training.evaluate",
                                      description=" ".join(__doc__.split("\n\n")[0].split()),
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--data", required=True, help="corpus root in LibriSpeech layout (e.g. data/synth)")
+    parser.add_argument("--data", default=None,
+                        help="corpus root in LibriSpeech layout for the phone/speaker probes (e.g. data/synth)")
     parser.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
                         help="a trained encoder (save_pretrained folder, run folder, checkpoint or model name)")
     parser.add_argument("--random-init", action="append", default=[], metavar="PRESET",
@@ -514,24 +517,36 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mfcc-context", type=int, default=0, metavar="K",
                         help="with --mfcc: also probe MFCCs stacked over ±K frames (phones only)")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--phone-epochs", type=int, default=EvalSettings.phone_probe.epochs, help="phone probe epochs")
-    parser.add_argument("--phone-lr", type=float, default=EvalSettings.phone_probe.learning_rate, help="phone probe Adam learning rate (reference: 1e-4)")
-    parser.add_argument("--phone-batch", type=int, default=EvalSettings.phone_probe.batch_size, help="phone probe batch (frames)")
-    parser.add_argument("--speaker-epochs", type=int, default=EvalSettings.speaker_probe.epochs, help="speaker probe epochs")
-    parser.add_argument("--speaker-lr", type=float, default=EvalSettings.speaker_probe.learning_rate, help="speaker probe Adam learning rate")
-    parser.add_argument("--speaker-batch", type=int, default=EvalSettings.speaker_probe.batch_size, help="speaker probe batch (crops)")
+    phone, speaker = EvalSettings.phone_probe, EvalSettings.speaker_probe
+    parser.add_argument("--phone-epochs", type=int, default=phone.epochs, help="phone probe epochs")
+    parser.add_argument("--phone-lr", type=float, default=phone.learning_rate,
+                        help="phone probe Adam learning rate (reference: 1e-4)")
+    parser.add_argument("--phone-batch", type=int, default=phone.batch_size, help="phone probe batch (frames)")
+    parser.add_argument("--speaker-epochs", type=int, default=speaker.epochs, help="speaker probe epochs")
+    parser.add_argument("--speaker-lr", type=float, default=speaker.learning_rate,
+                        help="speaker probe Adam learning rate")
+    parser.add_argument("--speaker-batch", type=int, default=speaker.batch_size, help="speaker probe batch (crops)")
     parser.add_argument("--speaker-crops", type=int, default=EvalSettings.speaker_crops,
                         help="fixed seeded crops per utterance, train and test")
     parser.add_argument("--no-standardize", action="store_true",
                         help="probe raw encoder features, as the reference (MFCCs are always standardised)")
     parser.add_argument("--max-utterances-per-speaker", type=int, default=None, metavar="N",
                         help="use only the first N utterances of each speaker in each split (quick runs)")
-    parser.add_argument("--train-split", default="train_split", help="split file name under LibriSpeech100_labels_split")
+    parser.add_argument("--train-split", default="train_split",
+                        help="split file name under LibriSpeech100_labels_split")
     parser.add_argument("--test-split", default="test_split", help="split file name under LibriSpeech100_labels_split")
     parser.add_argument("--label-anchor", choices=("end", "start"), default="end",
                         help="pair labels with the last frames (reference: output[-T:]) or the first")
     parser.add_argument("--deboer", default=None, metavar="DIR",
-                        help="also score syllables/vowels on de Boer syllable files in DIR/train and DIR/test")
+                        help="score syllables/vowels on de Boer's Artificial Speech Dataset: its folder (holding "
+                             "'split up data padded/' and 'reshuffledv2/') or its syllable folder")
+    parser.add_argument("--deboer-split", choices=("published", "unheard", "both"), default="published",
+                        help="de Boer syllable split: the dataset's folders, or test words the encoder never trained "
+                             "on (docs/evaluation.md)")
+    parser.add_argument("--syllable-max-epochs", type=int, default=EvalSettings.syllable_probe.epochs,
+                        help="de Boer probes: most epochs (they stop early)")
+    parser.add_argument("--syllable-patience", type=int, default=EvalSettings.syllable_patience,
+                        help="de Boer probes: stop after this many epochs without a lower validation loss")
     parser.add_argument("--seed", type=int, default=0, help="probe initialisation/order, crops, random-init weights")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (None: torch's choice)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] for the encoders and probes")
@@ -549,7 +564,10 @@ def settings_from_args(args: argparse.Namespace) -> EvalSettings:
                             batch_size=args.phone_batch, standardize=standardize, seed=args.seed),
         speaker_probe=replace(base.speaker_probe, epochs=args.speaker_epochs, learning_rate=args.speaker_lr,
                               batch_size=args.speaker_batch, standardize=standardize, seed=args.seed),
-        syllable_probe=replace(base.syllable_probe, standardize=standardize, seed=args.seed),
+        syllable_probe=replace(base.syllable_probe, epochs=args.syllable_max_epochs, standardize=standardize,
+                               seed=args.seed),
+        syllable_patience=args.syllable_patience,
+        deboer_splits=("published", "unheard") if args.deboer_split == "both" else (args.deboer_split,),
         speaker_crops=args.speaker_crops, seed=args.seed, train_split=args.train_split, test_split=args.test_split,
         max_utterances_per_speaker=args.max_utterances_per_speaker, label_anchor=args.label_anchor,
         device=args.device)
@@ -578,22 +596,34 @@ def candidates_from_args(args: argparse.Namespace, settings: EvalSettings) -> li
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.data is None and args.deboer is None:
+        parser.error("give --data (phones and speakers) and/or --deboer (syllables and vowels)")
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = settings_from_args(args)
     candidates = candidates_from_args(args, settings)
-    corpus = load_corpus(args.data, settings)
-    if not corpus.fully_labelled and not args.quiet:
-        print(f"phone labels cover {len(corpus.phone_train_ids)}/{len(corpus.train_ids)} train and "
-              f"{len(corpus.phone_test_ids)}/{len(corpus.test_ids)} test utterances: phone probes use those, "
-              "speaker probes all", file=sys.stderr)
     out_dir = Path(args.out)
-    results = evaluate(candidates, corpus, settings, out_dir, args.save_probes, args.quiet)
+    started = time.perf_counter()
+    if args.data is not None:
+        corpus = load_corpus(args.data, settings)
+        if not corpus.fully_labelled and not args.quiet:
+            print(f"phone labels cover {len(corpus.phone_train_ids)}/{len(corpus.train_ids)} train and "
+                  f"{len(corpus.phone_test_ids)}/{len(corpus.test_ids)} test utterances: phone probes use those, "
+                  "speaker probes all", file=sys.stderr)
+        results = evaluate(candidates, corpus, settings, out_dir, args.save_probes, args.quiet)
+    else:
+        results = {"settings": _settings_dict(settings, candidates), "versions": _versions(),
+                   "timings": {"torch_threads": torch.get_num_threads()}}
     if args.deboer:
         start = time.perf_counter()
-        results["deboer"] = {c.name: evaluate_deboer(c.make(), args.deboer, settings) for c in candidates}
+        results["deboer"] = evaluate_deboer_sources({c.name: c.make for c in candidates}, args.deboer,
+                                                    deboer_protocol(settings), quiet=args.quiet)
+        results["deboer"]["sources"] = {c.name: {"kind": c.kind, "source": c.description} for c in candidates}
         results["timings"]["deboer_s"] = round(time.perf_counter() - start, 3)
+        print(deboer_markdown(results["deboer"]))
+    results["timings"].setdefault("total_s", round(time.perf_counter() - started, 3))
     write_results(results, out_dir)
     print(f"wrote {out_dir / 'results.json'} and {out_dir / 'results.md'}")
     return 0

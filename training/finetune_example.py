@@ -33,7 +33,7 @@ class SpeakerClassifier(nn.Module):
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         """``(batch, samples)`` -> ``(batch, n_speakers)`` logits."""
-        features, lengths = self.weighted(self.encoder.forward_features(waveform, layers=self.weighted.modules_used))
+        features, lengths = self.weighted(self.encoder.forward_features(waveform, modules=self.weighted.modules_used))
         pooled = features.sum(1) / lengths.clamp_min(1)[:, None].to(features.dtype)
         return self.head(pooled)
 
@@ -52,7 +52,9 @@ def run(data: str, model: str, freeze: bool, steps: int, batch_size: int, learni
     trainable = [p for p in classifier.parameters() if p.requires_grad]
     encoder_params = [p for p in encoder.parameters() if p.requires_grad]
     head_params = [*classifier.weighted.parameters(), *classifier.head.parameters()]
-    groups = [{"params": head_params}] + ([{"params": encoder_params, "lr": learning_rate / 10}] if encoder_params else [])
+    groups = [{"params": head_params}]
+    if encoder_params:
+        groups.append({"params": encoder_params, "lr": learning_rate / 10})
     optimizer = torch.optim.Adam(groups, lr=learning_rate)
     train_set = CropDataset(paths.audio_dir, train_ids, speakers, seed=seed)
     started = time.perf_counter()
@@ -61,12 +63,14 @@ def run(data: str, model: str, freeze: bool, steps: int, batch_size: int, learni
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+    train_s = round(time.perf_counter() - started, 1)
     return {"frozen": freeze, "test_accuracy": test_accuracy(classifier, paths, test_ids, speakers, seed),
-            "trainable_parameters": sum(p.numel() for p in trainable), "train_s": round(time.perf_counter() - started, 1)}
+            "trainable_parameters": sum(p.numel() for p in trainable), "train_s": train_s}
 
 
 @torch.no_grad()
-def test_accuracy(classifier: SpeakerClassifier, paths: CorpusPaths, ids: list[str], speakers: dict, seed: int) -> float:
+def test_accuracy(classifier: SpeakerClassifier, paths: CorpusPaths, ids: list[str], speakers: dict,
+                  seed: int) -> float:
     """Accuracy over one fixed crop of every test utterance."""
     classifier.eval()
     crops = CropDataset(paths.audio_dir, ids, speakers, seed=seed + 1)

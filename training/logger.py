@@ -37,7 +37,7 @@ class RunLogger:
         with open(self.path, "a", newline="") as handle:
             csv.writer(handle).writerow([f"{v:.6g}" if isinstance(v, float) else v for v in values])
         if self.writer is not None:
-            for name, value in zip(self.columns[2:], values[2:]):
+            for name, value in zip(self.columns[2:], values[2:], strict=True):
                 self.writer.add_scalar(f"{split}/{name}", value, step)
         if split == "train":
             self.bar.set_postfix(loss=f"{loss:.3f}", steps_s=f"{steps_per_s:.2f}", audio_s_s=f"{audio_s_per_s:.0f}")
@@ -55,6 +55,7 @@ def _tensorboard(run_dir: Path):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        warnings.warn("tensorboard is not installed (pip install 'smooth-infomax[train]'); logging to CSV only")
+        warnings.warn("tensorboard is not installed (pip install 'smooth-infomax[train]'); logging to CSV only",
+                      stacklevel=2)
         return None
     return SummaryWriter(str(run_dir / "tensorboard"))

@@ -79,7 +79,7 @@ def info_nce(context: torch.Tensor, target: torch.Tensor, predictor: nn.Linear, 
     hits = (logits.argmax(dim=1) == 0).float()
     step = torch.arange(1, used_steps + 1, device=target.device)
     valid = (torch.arange(rows, device=target.device)[:, None] >= batch * (step - 1)).float()  # (rows, K')
-    per_step = lambda values: ((values * valid).sum(0) / valid.sum(0)).mean()  # noqa: E731
+    per_step = lambda values: ((values * valid).sum(0) / valid.sum(0)).mean()
     return InfoNCEResult(per_step(nll), per_step(hits))
 
 
@@ -181,7 +181,7 @@ class Predictors(nn.Module):
         steps = config.loss.prediction_steps
         dims = config.output_dims()
         layers, channels = [], config.in_channels
-        for module, out_dim in zip(config.modules, dims):
+        for module, out_dim in zip(config.modules, dims, strict=True):
             target_dim = module.conv_layers[-1].channels if module.conv_layers else channels
             layers.append(nn.Linear(out_dim, target_dim * steps, bias=False))
             channels = out_dim

@@ -45,7 +45,7 @@ class GreedyObjective(nn.Module):
         loss_config = self.config.loss
         outputs = self.encoder(waveform, generator=generators.noise)
         total, rows = 0.0, []
-        for output, predictor in zip(outputs, self.predictors.layers):
+        for output, predictor in zip(outputs, self.predictors.layers, strict=True):
             batch, frames, _ = output.target.shape
             draws = draw_infonce(batch, frames, loss_config.positive_window_frames, loss_config.negatives,
                                  generators.draws, output.target.device)

@@ -27,7 +27,7 @@ def probe_figure(results: dict):
 
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
     titles = ("phone (41 classes, frames)", f"speaker ({results['corpus']['speakers']}, pooled crops)")
-    for ax, task, title in zip(axes, ("phone", "speaker"), titles):
+    for ax, task, title in zip(axes, ("phone", "speaker"), titles, strict=True):
         rows = accuracy_rows(results, task)
         columns = list(dict.fromkeys(f for model in rows.values() for f in model))
         width = 0.8 / len(rows)

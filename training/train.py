@@ -3,6 +3,7 @@
     python -m training.train sim_synth                      # a config name under training/configs, or a path
     python -m training.train sim_synth --set steps=200 --set batch_size=4
     python -m training.train sim_synth --resume             # continue from the run's latest checkpoint
+    python -m training.train sim_deboer --set data_root=PATH   # de Boer's Artificial Speech Dataset
     torchrun --nproc_per_node=4 -m training.train sim_librispeech   # DistributedDataParallel, one GPU per rank
 """
 
@@ -21,9 +22,16 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from training.batches import MixedCrops, StepBatches, split_validation, step_loader
-from training.checkpoint import (checkpoint_path, latest_checkpoint, load_checkpoint, random_states,
-                                 restore_random_states, save_checkpoint)
+from training.checkpoint import (
+    checkpoint_path,
+    latest_checkpoint,
+    load_checkpoint,
+    random_states,
+    restore_random_states,
+    save_checkpoint,
+)
 from training.config import TrainConfig, load_config, merge_dicts, parse_override
+from training.data.deboer import WORDS_FOLDER, WordCrops, word_training_sets
 from training.data.librispeech import CorpusPaths, CropDataset, build_speaker_map, read_split
 from training.logger import RunLogger
 from training.objective import Generators, GreedyObjective
@@ -60,14 +68,24 @@ def setup_process(device_setting: str) -> Process:
     return Process(rank, world, device)
 
 
-def build_datasets(config: TrainConfig) -> tuple[CropDataset | MixedCrops, CropDataset | MixedCrops]:
-    """Training and validation crops of ``data_root``, or of it and the ``mix`` corpora in their shares."""
+TrainingItems = CropDataset | MixedCrops | WordCrops
+
+
+def build_datasets(config: TrainConfig) -> tuple[TrainingItems, TrainingItems]:
+    """Training and validation crops of ``data_root``, or of it and the ``mix`` corpora in their shares; for the
+    Artificial Speech Dataset (``layout: deboer``) its training and validation words."""
+    if config.layout == "deboer":
+        return word_training_sets(config.data_root, config.crop_samples)
     roots = [config.data_root, *config.mix]
     shares = [1.0 - sum(config.mix.values()), *config.mix.values()]
     trains, vals = [], []
     for root in roots:
         paths = CorpusPaths(Path(root))
-        train_ids, val_ids = split_validation(read_split(paths.split(Path(config.train_split).stem)), config.val_fraction)
+        if not paths.labels_dir.is_dir() and (paths.root / WORDS_FOLDER).is_dir():
+            raise FileNotFoundError(f"{root} is the Artificial Speech Dataset, not a LibriSpeech-layout corpus: "
+                                    "train with the config sim_deboer (or --set layout=deboer)")
+        train_ids, val_ids = split_validation(read_split(paths.split(Path(config.train_split).stem)),
+                                              config.val_fraction)
         speakers = build_speaker_map(train_ids, val_ids)
         trains.append(CropDataset(paths.audio_dir, train_ids, speakers, config.crop_samples, config.seed))
         vals.append(CropDataset(paths.audio_dir, val_ids, speakers, config.crop_samples, config.seed + 1))
@@ -77,7 +95,8 @@ def build_datasets(config: TrainConfig) -> tuple[CropDataset | MixedCrops, CropD
 
 
 @torch.no_grad()
-def validate(objective: GreedyObjective, val: CropDataset, config: TrainConfig, process: Process) -> tuple[float, torch.Tensor]:
+def validate(objective: GreedyObjective, val: CropDataset, config: TrainConfig,
+             process: Process) -> tuple[float, torch.Tensor]:
     """Mean loss and per-module metrics over ``val_batches`` fixed batches, in eval mode (BatchNorm frozen);
     NaN when the validation split cannot fill one batch."""
     batches = min(config.val_batches, len(val) // config.batch_size)
@@ -151,7 +170,8 @@ def _train(config: TrainConfig, resume: bool) -> Path:
     model = DistributedDataParallel(objective) if process.world > 1 else objective
     train_set, val_set = build_datasets(config)
     total_steps = total_training_steps(config, len(train_set), process.world)
-    sampler = StepBatches(len(train_set), config.batch_size, total_steps, config.seed, step, process.rank, process.world)
+    sampler = StepBatches(len(train_set), config.batch_size, total_steps, config.seed, step, process.rank,
+                          process.world)
     logger = RunLogger(run_dir, len(objective.encoder.stages), total_steps, step, process.is_main, config.tensorboard)
     objective.train()
     last_log_time, last_log_step = time.perf_counter(), step
@@ -182,7 +202,8 @@ def _train(config: TrainConfig, resume: bool) -> Path:
                 val_loss, val_modules = validate(objective, val_set, config, process)
                 logger.log(step, "val", val_loss, val_modules)
             if step % config.checkpoint_every == 0 or step == total_steps:
-                _checkpoint(run_dir, step, elapsed_s, config, objective, optimizer, scheduler, named_generators, process)
+                _checkpoint(run_dir, step, elapsed_s, config, objective, optimizer, scheduler, named_generators,
+                            process)
     finally:
         logger.close()
     return run_dir

@@ -40,31 +40,22 @@ def _floats(text: str) -> tuple[float, ...]:
 
 
 def _encoder(source: str):
-    from .. import SmoothInfoMaxEncoder
-    from ..hub import LoadError
+    from ..hub import load_for_cli
 
-    try:
-        return SmoothInfoMaxEncoder.from_pretrained(source)
-    except (LoadError, OSError, ValueError) as err:
-        raise click.ClickException(f"cannot load model {source!r}: {err}") from None
+    return load_for_cli(source, error=click.ClickException)
 
 
-def _decoder(source: str, model: str, module: int | None) -> ModuleDecoder:
-    """DECODER may be a decoder folder or Hub repo, or ``auto``: the model's ``decoders/module-<m>`` (the deepest
-    one found in a local model folder when ``module`` is not given)."""
-    from ..hub import LoadError
+def _decoder(source: str, model: str, module: int | None, kind: str, encoder):
+    """DECODER may be a decoder folder or Hub repo, or ``auto``: the model's own ``decoders/module-<m>/<kind>``
+    (the deepest module that has one when ``module`` is not given). Either way its pin must match the encoder."""
+    from ..hub import load_errors_as
+    from .model_decoders import encoder_pin, load_decoder, load_model_decoder
 
-    try:
+    context = f"cannot load decoder {source!r}" if source != "auto" else f"cannot use a {kind} decoder of {model!r}"
+    with load_errors_as(click.ClickException, context):
         if source != "auto":
-            return ModuleDecoder.from_pretrained(source)
-        if module is None:
-            found = sorted(Path(model).glob("decoders/module-*/config.json"), key=lambda p: int(p.parent.name[7:]))
-            if not found:
-                raise click.ClickException(f"no decoders/module-<m> in {model!r}; pass --decoder or --module")
-            return ModuleDecoder.from_pretrained(found[-1].parent)
-        return ModuleDecoder.from_pretrained(model, subfolder=default_subfolder(module))
-    except (LoadError, OSError, ValueError) as err:
-        raise click.ClickException(f"cannot load decoder {source!r}: {err}") from None
+            return load_decoder(source, encoder_sha256=encoder_pin(encoder))
+        return load_model_decoder(model, encoder, kind, module)
 
 
 def _out(path: Path, force: bool) -> Path:
@@ -140,10 +131,33 @@ def report(models, data, out, n_files, n_test_files, crop_samples, modules, deco
                 if (folder / "config.json").is_file():
                     decoders[(name, m)] = ModuleDecoder.from_pretrained(folder)
                     break
+            else:
+                shipped = _shipped_waveform_decoder(source, encoder, m)
+                if shipped is not None:
+                    decoders[(name, m)] = shipped
+                    click.echo(f"{name}: module {m}: using the model's own waveform decoder", err=True)
     start = time.perf_counter()
     build_report({n: e for n, (_, e) in named.items()}, open_corpus(data, labels), _out(out, force), settings,
                  decoders, log=lambda text: click.echo(text, err=True))
     click.echo(f"wrote {out / 'report.html'} in {time.perf_counter() - start:.0f} s")
+
+
+def _shipped_waveform_decoder(source: str, encoder, module: int):
+    """The waveform decoder for ``module`` inside the model (``decoders/module-<m>/waveform``), pin-checked, or
+    ``None`` when the model has none."""
+    from ..hub import LoadError
+    from .model_decoders import find_decoders, load_model_decoder
+
+    try:
+        found, _ = find_decoders(source, encoder.revision)
+    except Exception:  # noqa: BLE001 -- a model without a decoders folder (or offline): train throwaway ones
+        return None
+    if not any(f.kind == "waveform" and f.module == module for f in found):
+        return None
+    try:
+        return load_model_decoder(source, encoder, "waveform", module)
+    except LoadError as err:
+        raise click.ClickException(str(err)) from None
 
 
 @main.command("train-decoder", context_settings=_CONTEXT)
@@ -166,7 +180,10 @@ def report(models, data, out, n_files, n_test_files, crop_samples, modules, deco
 def train_decoder_command(model, data, out, module, steps, batch_size, learning_rate, loss, hidden, latents, n_files,
                           crop_samples, seed, threads, force) -> None:
     """Train a decoder for one module of MODEL on the corpus DATA and save it to OUT."""
+    from dataclasses import replace
+
     from .corpus import load_clips, open_corpus
+    from .model_decoders import encoder_pin
     from .report import cnn_modules
 
     _threads(threads)
@@ -178,54 +195,135 @@ def train_decoder_command(model, data, out, module, steps, batch_size, learning_
                                 sample=latents == "sample", seed=seed)
     every = max(1, steps // 20)
     progress = lambda step, value: click.echo(f"step {step + 1}: loss {value:.5f}", err=True) \
-        if (step + 1) % every == 0 else None  # noqa: E731
+        if (step + 1) % every == 0 else None
     decoder, losses = train_decoder(encoder, clips.audio, module, config, hidden_channels=hidden, progress=progress)
+    decoder.config = replace(decoder.config, encoder_sha256=encoder_pin(encoder))
     decoder.save_pretrained(out)
     click.echo(f"wrote {out} (final loss {losses[-1] if losses else float('nan'):.5f})")
 
 
-def _latents_of(encoder, audio_path: Path, module: int) -> tuple[torch.Tensor, int]:
-    from .corpus import read_audio
+def _audio(encoder, audio_path: Path) -> torch.Tensor:
+    from ..audio import AudioFileError, load_audio
 
-    audio = read_audio(audio_path, encoder.sample_rate)
-    mean, _ = encode_for_decoder(encoder, audio[None], module)
-    return mean[0], audio.shape[-1]
+    try:
+        return load_audio(audio_path, encoder.sample_rate)
+    except AudioFileError as err:
+        raise click.ClickException(str(err)) from None
 
 
-def _write_grid(waves, rows, columns, out: Path, prefix: str, title: str) -> None:
-    from .figures import figure_png, spectrogram_grid
+def _latents_of(encoder, audio_path: Path, module: int) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+    """Posterior mean and log-variance ``(frames, dim)`` (log-variance ``None`` for deterministic modules) and the
+    clip's length in samples."""
+    audio = _audio(encoder, audio_path)
+    mean, logvar = encode_for_decoder(encoder, audio[None], module)
+    return mean[0], None if logvar is None else logvar[0], audio.shape[-1]
+
+
+def _write_views(decoder, latents: torch.Tensor, rows: list[str], columns: list[str], out: Path, prefix: str,
+                 title: str, samples: int) -> None:
+    """Decode ``latents (rows * columns, frames, dim)``; write ``<prefix>.png`` (a log-mel grid) and one WAV per
+    cell (``<prefix>-<row>-<column>.wav``)."""
+    from .figures import figure_png, logmel_grid
     from .latents import write_wavs
+    from .model_decoders import decode_views
 
-    (out / f"{prefix}.png").write_bytes(figure_png(spectrogram_grid(waves, rows, columns, title=title)))
-    for r, label in enumerate(rows):
-        write_wavs(waves[r], out, f"{prefix}-{r}")
-    click.echo(f"wrote {out / (prefix + '.png')} and {waves.shape[0] * waves.shape[1]} WAV files")
+    logmel, waves, _ = decode_views(decoder, latents, samples)
+    grid = [[logmel[r * len(columns) + c] for c in range(len(columns))] for r in range(len(rows))]
+    seconds = samples / decoder.config.sample_rate
+    (out / f"{prefix}.png").write_bytes(figure_png(logmel_grid(grid, rows, columns, seconds, title=title)))
+    for r in range(len(rows)):
+        write_wavs(waves[r * len(columns):(r + 1) * len(columns)], out, f"{prefix}-{r}")
+    click.echo(f"wrote {out / (prefix + '.png')} and {len(waves)} WAV files")
 
 
-_DECODER_HELP = "Decoder folder, or 'auto' for MODEL/decoders/module-<m>."
+_DECODER_HELP = "Decoder folder or Hub repo, or 'auto' for the model's own decoders/module-<m>/<kind>."
+_KIND_HELP = "Which of the model's decoders: log-mel (audio by Griffin-Lim) or the paper's waveform decoder."
+
+
+def _decoder_options(command):
+    """``--decoder``, ``--decoder-kind`` and ``--module``, shared by the decoding subcommands."""
+    from .model_decoders import DECODER_KINDS
+
+    command = click.option("--module", type=int, help="Module [default: the deepest with a decoder].")(command)
+    command = click.option("--decoder-kind", "kind", type=click.Choice(DECODER_KINDS), default="logmel",
+                           show_default=True, help=_KIND_HELP)(command)
+    return click.option("--decoder", "decoder_source", default="auto", show_default=True, help=_DECODER_HELP)(command)
 
 
 @main.command(context_settings=_CONTEXT)
 @click.argument("model")
 @click.argument("audio", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--decoder", "decoder_source", default="auto", show_default=True, help=_DECODER_HELP)
-@click.option("--module", type=int, help="Module [default: the decoder's].")
+@_decoder_options
 @click.option("--dims", required=True, help="Dimensions to vary, one grid row each, e.g. 3,17.")
-@click.option("--values", default="-3,-1.5,0,1.5,3", show_default=True, help="Values (see --mode).")
-@click.option("--mode", type=click.Choice(["shift", "set"]), default="shift", show_default=True)
-def traverse(model, audio, out, decoder_source, module, dims, values, mode) -> None:
-    """Decode AUDIO's latents with single dimensions shifted by (or set to) VALUES; writes a figure and WAVs."""
-    from .latents import decode, traversal_grid
+@click.option("--shift-sd", "--values", "shift_sd", default="-2,-1,0,1,2", show_default=True,
+              help="Shifts in posterior standard deviations of each dimension (its exp(logvar / 2), averaged over "
+                   "AUDIO's frames).")
+def traverse(model, audio, out, decoder_source, kind, module, dims, shift_sd) -> None:
+    """Decode AUDIO's latents with single dimensions shifted by multiples of their posterior standard deviation;
+    writes a log-mel grid (PNG), WAVs and traversal.json (the raw shift of each cell)."""
+    import json
 
-    encoder, decoder = _encoder(model), _decoder(decoder_source, model, module)
-    module = decoder.module if module is None else module
-    latents, samples = _latents_of(encoder, audio, module)
-    dims_list, values_list = _ints(dims) or (), _floats(values)
-    grid = traversal_grid(latents, dims_list, values_list, mode)
-    waves = decode(decoder, grid.flatten(0, 1), samples).reshape(len(dims_list), len(values_list), -1)
-    _write_grid(waves, [f"dim {d}" for d in dims_list], [f"{mode} {v:g}" for v in values_list], _out(out, True),
-                "traversal", f"{audio.name}, module {module}")
+    from .latents import posterior_sd, shift_grid_sd
+
+    encoder = _encoder(model)
+    decoder = _decoder(decoder_source, model, module, kind, encoder)
+    mean, logvar, samples = _latents_of(encoder, audio, decoder.module)
+    dims_list, shifts = _ints(dims) or (), _floats(shift_sd)
+    if any(not -mean.shape[-1] <= d < mean.shape[-1] for d in dims_list):
+        raise click.BadParameter(f"dimensions must lie in [0, {mean.shape[-1]})", param_hint="--dims")
+    sd = posterior_sd(mean, logvar)
+    grid = shift_grid_sd(mean, sd, dims_list, shifts)
+    unit = "sd" if logvar is not None else "sd of mean"
+    rows = [f"dim {d} (1 {unit} = {float(sd[d]):.3g})" for d in dims_list]
+    out = _out(out, True)
+    _write_views(decoder, grid.flatten(0, 1), rows, [f"{v:+g} {unit}" for v in shifts], out, "traversal",
+                 f"{audio.name}, module {decoder.module}, {kind} decoder", samples)
+    record = {"audio": str(audio), "module": decoder.module, "decoder_kind": kind, "unit": unit,
+              "dims": list(dims_list), "shift_sd": list(shifts), "sd": {str(d): float(sd[d]) for d in dims_list}}
+    (out / "traversal.json").write_text(json.dumps(record, indent=1) + "\n")
+
+
+@main.command(context_settings=_CONTEXT)
+@click.argument("model")
+@click.argument("audio", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--decoder-kind", "kind", type=click.Choice(["logmel", "waveform"]), default="logmel",
+              show_default=True, help=_KIND_HELP)
+@click.option("--modules", default="all", show_default=True, help="Modules to decode, e.g. 0,2.")
+def reconstruct(model, audio, out, kind, modules) -> None:
+    """Decode AUDIO's posterior means with each module's decoder; writes the input's and each reconstruction's
+    log-mel side by side (PNG) and WAVs."""
+    from ..hub import load_errors_as
+    from .figures import figure_png, logmel_grid
+    from .latents import write_wavs
+    from .logmel import log_mel
+    from .model_decoders import decode_views, encoder_pin, find_decoders, load_decoder
+
+    encoder = _encoder(model)
+    wave = _audio(encoder, audio)
+    wanted = _ints(modules)
+    with load_errors_as(click.ClickException, f"cannot use the {kind} decoders of {model!r}"):
+        found, commit = find_decoders(model, encoder.revision)
+        chosen = [f for f in found if f.kind == kind and (wanted is None or f.module in wanted)]
+        if not chosen:
+            raise click.ClickException(f"{model} has no {kind} decoders"
+                                       + (f" for modules {modules}" if wanted is not None else ""))
+        pin = encoder_pin(encoder)
+        decoders = [load_decoder(model, f.subfolder, commit, pin) for f in chosen]
+    out = _out(out, True)
+    grid, labels = [], []
+    for decoder in decoders:
+        mean, _, samples = _latents_of(encoder, audio, decoder.module)
+        logmel, waves, settings = decode_views(decoder, mean[None], samples)
+        grid.append([log_mel(wave[None], settings, frames=logmel.shape[1])[0], logmel[0]])
+        labels.append(f"module {decoder.module}")
+        write_wavs(waves, out, f"reconstruction-module-{decoder.module}")
+    write_wavs(wave[None], out, "input")
+    png = logmel_grid(grid, labels, ["input", f"decoded ({kind})"], wave.shape[-1] / encoder.sample_rate,
+                      title=f"{audio.name}: posterior means decoded")
+    (out / "reconstruction.png").write_bytes(figure_png(png))
+    click.echo(f"wrote {out / 'reconstruction.png'} and {len(decoders) + 1} WAV files")
 
 
 @main.command(context_settings=_CONTEXT)
@@ -233,43 +331,41 @@ def traverse(model, audio, out, decoder_source, module, dims, values, mode) -> N
 @click.argument("audio_a", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("audio_b", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--decoder", "decoder_source", default="auto", show_default=True, help=_DECODER_HELP)
-@click.option("--module", type=int)
+@_decoder_options
 @click.option("--steps", default=5, show_default=True)
 @click.option("--top-k", type=int, help="Also interpolate only the K most different dimensions.")
-def interpolate(model, audio_a, audio_b, out, decoder_source, module, steps, top_k) -> None:
+def interpolate(model, audio_a, audio_b, out, decoder_source, kind, module, steps, top_k) -> None:
     """Decode interpolations from AUDIO_A's latents to AUDIO_B's (all dimensions, and the top K)."""
-    from .latents import decode
     from .latents import interpolate as mix
 
-    encoder, decoder = _encoder(model), _decoder(decoder_source, model, module)
-    module = decoder.module if module is None else module
-    (za, na), (zb, nb) = _latents_of(encoder, audio_a, module), _latents_of(encoder, audio_b, module)
+    encoder = _encoder(model)
+    decoder = _decoder(decoder_source, model, module, kind, encoder)
+    (za, _, na), (zb, _, nb) = _latents_of(encoder, audio_a, decoder.module), _latents_of(encoder, audio_b,
+                                                                                          decoder.module)
     rows = [mix(za, zb, steps)] + ([mix(za, zb, steps, top_k=top_k)] if top_k else [])
-    waves = decode(decoder, torch.cat(rows), min(na, nb)).reshape(len(rows), steps, -1)
     labels = ["all dims"] + ([f"top-{top_k} dims"] if top_k else [])
     alphas = [f"alpha {a:.2f}" for a in torch.linspace(0, 1, steps).tolist()]
-    _write_grid(waves, labels, alphas, _out(out, True), "interpolation", f"{audio_a.name} -> {audio_b.name}")
+    _write_views(decoder, torch.cat(rows), labels, alphas, _out(out, True), "interpolation",
+                 f"{audio_a.name} -> {audio_b.name}, {kind} decoder", min(na, nb))
 
 
 @main.command(context_settings=_CONTEXT)
 @click.argument("model")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--decoder", "decoder_source", default="auto", show_default=True, help=_DECODER_HELP)
-@click.option("--module", type=int)
+@_decoder_options
 @click.option("-n", "count", default=8, show_default=True)
 @click.option("--seconds", default=1.28, show_default=True)
 @click.option("--seed", default=0, show_default=True)
-def prior(model, out, decoder_source, module, count, seconds, seed) -> None:
+def prior(model, out, decoder_source, kind, module, count, seconds, seed) -> None:
     """Decode COUNT draws of latents from the prior N(0, I)."""
-    from .latents import decode, sample_prior
+    from .latents import sample_prior
 
-    decoder = _decoder(decoder_source, model, module)
+    encoder = _encoder(model)
+    decoder = _decoder(decoder_source, model, module, kind, encoder)
     frames = max(1, round(seconds * decoder.config.sample_rate / decoder.config.hop_samples))
     latents = sample_prior(count, frames, decoder.config.in_dim, torch.Generator().manual_seed(seed))
-    waves = decode(decoder, latents)[None]
-    _write_grid(waves, ["N(0, I)"], [f"draw {i}" for i in range(count)], _out(out, True), "prior",
-                f"module {decoder.module}, prior draws")
+    _write_views(decoder, latents, ["N(0, I)"], [f"draw {i}" for i in range(count)], _out(out, True), "prior",
+                 f"module {decoder.module}, prior draws, {kind} decoder", frames * decoder.config.hop_samples)
 
 
 if __name__ == "__main__":

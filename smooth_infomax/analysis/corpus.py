@@ -1,6 +1,7 @@
 """Labelled clips for the analyses, from a corpus in LibriSpeech layout or a de Boer syllable folder.
 
-This is a small, dependency-free reader (the training tree's loaders are not part of the installed package):
+This is a small reader of corpus layouts (the training tree's loaders are not part of the installed package); audio
+is read with the package's one loader, :func:`smooth_infomax.audio.load_audio`:
 
 * **LibriSpeech layout** (real train-clean-100 or ``python -m training.data.synth``): ``ROOT/LibriSpeech/
   train-clean-100/<spk>/<chapter>/<spk>-<chapter>-<utt>.flac`` (or ``.wav``) and split files
@@ -13,7 +14,6 @@ Clips are mono float32 at 16 kHz (other rates are resampled), cropped or zero-pa
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-SAMPLE_RATE = 16_000
+from ..audio import load_audio
+
 _UTTERANCE = re.compile(r"^(\d+)-(\d+)-(\d+)$")
 _SYLLABLE_FILE = re.compile(r"^(?:[bdg][aiu]){3}_\d+_[123]_(?P<syl>[bdg][aiu])\.wav$")
 
@@ -103,7 +104,10 @@ class DeBoerSyllables(Corpus):
         return names
 
     def label(self, item: str) -> str:
-        syllable = _SYLLABLE_FILE.match(Path(item).name)["syl"]
+        match = _SYLLABLE_FILE.match(Path(item).name)
+        if match is None:
+            raise ValueError(f"{item}: not a de Boer syllable file name (<word>_<take>_<pos>_<syl>.wav)")
+        syllable = match["syl"]
         return syllable if self.labels == "syllables" else syllable[1]
 
     def path(self, item: str) -> Path:
@@ -118,19 +122,6 @@ def open_corpus(root: str | Path, labels: str = "syllables") -> Corpus:
     if root.is_dir():
         return DeBoerSyllables(root, labels)
     raise FileNotFoundError(f"{root}: no such directory")
-
-
-def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
-    """Mono float32 ``(samples,)`` at ``sample_rate`` (channels averaged, resampled with torchaudio if needed)."""
-    import soundfile as sf
-
-    data, rate = sf.read(os.fsencode(path), dtype="float32", always_2d=True)  # bytes: names need not be UTF-8
-    audio = torch.from_numpy(np.ascontiguousarray(data.mean(1)))
-    if rate != sample_rate:
-        import torchaudio.functional
-
-        audio = torchaudio.functional.resample(audio, rate, sample_rate)
-    return audio
 
 
 def balanced_selection(items: list[str], labels: list[str], n: int, seed: int = 0) -> list[int]:
@@ -160,7 +151,7 @@ def load_clips(corpus: Corpus, split: str, n_files: int, crop_samples: int, seed
     rng = np.random.default_rng((seed, 1))
     audio = torch.zeros(len(chosen), crop_samples)
     for row, index in enumerate(chosen):
-        wave = read_audio(corpus.path(items[index]))
+        wave = load_audio(corpus.path(items[index]))
         slack = (len(wave) - crop_samples) // 160
         offset = 160 * int(rng.integers(slack + 1)) if slack > 0 else 0
         piece = wave[offset:offset + crop_samples]

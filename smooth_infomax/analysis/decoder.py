@@ -9,14 +9,14 @@ by default ``frames * hop_samples``, and the original input length when it is kn
 
 A decoder folder holds ``config.json`` (a :class:`DecoderConfig`, ``kind`` ``"smooth-infomax-decoder"``),
 ``model.safetensors`` and ``README.md``; on the Hub it lives in a sub-folder of the encoder's repo, e.g.
-``decoders/module-2``, beside the encoder's own three files.
+``decoders/module-2``, beside the encoder's own three files. It is saved, pushed and loaded by
+:mod:`smooth_infomax.hub`, as the encoder is: strictly, safetensors only, config and weights from one Hub commit.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,14 +24,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import hub
+from ..card import hub_metadata
 from ..config import CPC_CONV_LAYERS, EncoderConfig
-from ..hub import (
-    CARD_NAME,
-    CONFIG_NAME,
-    WEIGHTS_NAME,
-    LoadError,
-    load_state_dict_strict,
-)
 
 DECODER_KIND = "smooth-infomax-decoder"
 DECODER_FORMAT_VERSION = 1
@@ -57,6 +52,8 @@ class DecoderConfig:
         hop_samples: input samples per latent frame of the module.
         sample_rate: rate of the decoded audio (Hz).
         training: how it was trained (loss, steps, encoder, ...); not used to build the model.
+        encoder_sha256: the pin of the encoder whose latents it decodes (``hub.weights_sha256`` of its weights);
+            ``""`` when not recorded. Loaders refuse a decoder whose pin differs from the encoder's.
     """
 
     module: int
@@ -66,6 +63,7 @@ class DecoderConfig:
     hop_samples: int
     sample_rate: int = 16_000
     training: dict[str, Any] = field(default_factory=dict)
+    encoder_sha256: str = ""
     kind: str = DECODER_KIND
     format_version: int = DECODER_FORMAT_VERSION
 
@@ -144,6 +142,8 @@ class ModuleDecoder(nn.Module):
             layers.append(nn.ConvTranspose1d(channels, out, k, s, p, output_padding=op))
             channels = out
         self.layers = nn.ModuleList(layers)
+        self.name_or_path: str | None = None  # where from_pretrained found the decoder
+        self.revision: str | None = None  # the Hub commit its config and weights came from
 
     @property
     def module(self) -> int:
@@ -177,72 +177,44 @@ class ModuleDecoder(nn.Module):
 
     # --- persistence -------------------------------------------------------------------------------------------
 
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """Write ``config.json``, ``model.safetensors`` and ``README.md`` to ``directory``."""
-        from safetensors.torch import save_file
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        tensors = {name: t.detach().cpu().contiguous() for name, t in self.state_dict().items()}
-        save_file(tensors, str(directory / WEIGHTS_NAME), metadata={"format": "pt", "kind": DECODER_KIND})
-        (directory / CONFIG_NAME).write_text(self.config.to_json(), encoding="utf-8")
-        (directory / CARD_NAME).write_text(_card(self.config), encoding="utf-8")
-        return directory
+    def save_pretrained(self, directory: str | Path, weights_dtype: torch.dtype | None = None) -> Path:
+        """Write ``config.json``, ``model.safetensors`` (float weights as ``weights_dtype`` when given) and
+        ``README.md`` to ``directory``."""
+        return hub.write_model_folder(directory, self, self.config.to_json(), _card(self.config),
+                                      {"format": "pt", "kind": DECODER_KIND}, weights_dtype)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, subfolder: str | None = None, revision: str | None = None,
                         cache_dir: str | Path | None = None, local_files_only: bool = False,
                         token: str | bool | None = None) -> ModuleDecoder:
-        """Load a decoder from a local folder (``subfolder`` inside it, if given) or a Hub repo's ``subfolder``;
-        strict loading, safetensors only; returned in ``eval()`` mode."""
-        folder = Path(name_or_path) / (subfolder or "")
-        looks_local = str(name_or_path).startswith((".", "/", "~")) or Path(name_or_path).exists()
-        if not folder.is_dir() and looks_local:
-            raise LoadError(f"{folder}: no such decoder folder")
-        if not folder.is_dir():
-            folder = _download(str(name_or_path), subfolder, revision, cache_dir, local_files_only, token)
-        missing = [n for n in (CONFIG_NAME, WEIGHTS_NAME) if not (folder / n).is_file()]
-        if missing:
-            raise LoadError(f"{folder}: not a decoder folder, missing {', '.join(missing)}")
-        try:
-            config = DecoderConfig.from_json((folder / CONFIG_NAME).read_text(encoding="utf-8"))
-        except (ValueError, TypeError) as err:
-            raise LoadError(f"{folder / CONFIG_NAME}: {err}") from None
-        from safetensors.torch import load_file
-
-        decoder = cls(config)
-        load_state_dict_strict(decoder, load_file(str(folder / WEIGHTS_NAME)), str(folder / WEIGHTS_NAME))
+        """Load a decoder from a local folder (``subfolder`` inside it, if given) or a Hub repo's ``subfolder``, its
+        weights from the commit its config came from; strict loading, safetensors only; returned in ``eval()``
+        mode, with ``revision`` set to that commit (``None`` for a local folder)."""
+        files = hub.locate(name_or_path, subfolder, revision, cache_dir, local_files_only, token, kind="decoder")
+        config = hub.read_config(files.config_path, DecoderConfig.from_json)
+        decoder = hub.build_and_load(lambda: cls(config), files.weights_path)
+        decoder.name_or_path, decoder.revision = files.source, files.commit
         return decoder.eval()
 
     def push_to_hub(self, repo_id: str, subfolder: str | None = None, revision: str | None = None,
                     token: str | None = None, commit_message: str = "Upload smooth-infomax decoder") -> str:
         """Upload the decoder's files into ``subfolder`` (default ``decoders/module-<m>``) of ``repo_id`` (created
-        if needed), beside an encoder pushed there; returns the commit URL."""
-        from huggingface_hub import HfApi
-
-        api = HfApi(token=token)
-        api.create_repo(repo_id, exist_ok=True)
-        with tempfile.TemporaryDirectory() as folder:
-            self.save_pretrained(folder)
-            info = api.upload_folder(repo_id=repo_id, folder_path=folder, revision=revision,
-                                     path_in_repo=subfolder or default_subfolder(self.module),
-                                     commit_message=commit_message)
-        return str(getattr(info, "commit_url", info))
+        if needed), beside an encoder pushed there, onto branch ``revision`` (created if needed); returns the
+        commit URL."""
+        return hub.push_saved(self.save_pretrained, repo_id, path_in_repo=subfolder or default_subfolder(self.module),
+                              revision=revision, token=token, commit_message=commit_message)
 
 
 def default_subfolder(module: int) -> str:
-    """Where a module's decoder sits in a model repo or folder: ``decoders/module-<m>``."""
+    """Where a module's decoder sat in a model repo or folder before decoders had kinds: ``decoders/module-<m>``
+    (still read as a waveform decoder; see :func:`decoder_subfolder`)."""
     return f"decoders/module-{module}"
 
 
-def _download(repo_id, subfolder, revision, cache_dir, local_files_only, token) -> Path:
-    from huggingface_hub import hf_hub_download
-
-    kwargs = {"repo_id": repo_id, "subfolder": subfolder, "cache_dir": cache_dir,
-              "local_files_only": local_files_only, "token": token}
-    config_path = Path(hf_hub_download(filename=CONFIG_NAME, revision=revision, **kwargs))
-    hf_hub_download(filename=WEIGHTS_NAME, revision=revision, **kwargs)
-    return config_path.parent
+def decoder_subfolder(module: int, kind: str) -> str:
+    """Where a module's decoder of ``kind`` (``"logmel"`` or ``"waveform"``) sits in a model repo or folder:
+    ``decoders/module-<m>/<kind>``."""
+    return f"decoders/module-{module}/{kind}"
 
 
 def _card(config: DecoderConfig) -> str:
@@ -250,11 +222,13 @@ def _card(config: DecoderConfig) -> str:
     n_params = sum(k * (config.in_dim if i == 0 else config.hidden_channels)
                    * (1 if i == len(config.layers) - 1 else config.hidden_channels)
                    for i, (k, *_rest) in enumerate(config.layers))
-    return (f"# Smooth InfoMax decoder for module {config.module}\n\n"
+    header = hub_metadata(("audio", "speech", "smooth-infomax", "decoder", f"module-{config.module}"))
+    return (f"{header}# Smooth InfoMax decoder for module {config.module}\n\n"
             f"Maps module {config.module} latents `(batch, frames, {config.in_dim})` "
             f"(hop {config.hop_samples} samples) "
             f"to {config.sample_rate} Hz audio with {len(config.layers)} transposed convolutions "
             f"({config.hidden_channels} hidden channels, about {n_params:,} weights).\n"
             "Load with `smooth_infomax.analysis.decoder.ModuleDecoder.from_pretrained(path_or_repo, "
             "subfolder=...)`.\n\n"
+            f"Encoder pin (sha256 of the encoder's weights): `{config.encoder_sha256 or 'not recorded'}`.\n\n"
             f"## Training\n\n{training}\n")

@@ -70,7 +70,7 @@ class MelLoss(torch.nn.Module):
         if target.shape[-1] <= self.settings.n_fft // 2:
             raise ValueError(f"clips of {target.shape[-1]} samples are too short for the mel loss with n_fft "
                              f"{self.settings.n_fft}; use longer clips or a smaller MelSettings.n_fft")
-        to_db = lambda x: 10 * torch.log10(self.mel(x).clamp_min(1e-10))  # noqa: E731
+        to_db = lambda x: 10 * torch.log10(self.mel(x).clamp_min(1e-10))
         return F.mse_loss(to_db(prediction), to_db(target))
 
 
@@ -98,14 +98,16 @@ def encode_for_decoder(encoder, audio: torch.Tensor, module: int, batch_size: in
     """Posterior ``mean`` and ``logvar`` ``(n, frames, dim)`` of ``module`` for ``audio (n, samples)`` at the
     encoder's rate (``logvar`` is ``None`` for deterministic modules), as ordinary CPU tensors (cloned out of
     inference mode, so a decoder can be trained on them); computed ``batch_size`` clips at a time."""
-    means, logvars = [], []
+    means: list[torch.Tensor] = []
+    logvars: list[torch.Tensor] = []  # stays empty for a deterministic module
     device = next(encoder.parameters()).device
     for start in range(0, len(audio), batch_size):
         features = encoder.extract(audio[start:start + batch_size].to(device), sample_rate=encoder.sample_rate,
-                                   layers=[module])[module]
+                                   modules=[module])[module]
         means.append(features.mean.float().cpu().clone())
-        logvars.append(None if features.logvar is None else features.logvar.float().cpu().clone())
-    return torch.cat(means), None if logvars[0] is None else torch.cat(logvars)
+        if features.logvar is not None:
+            logvars.append(features.logvar.float().cpu().clone())
+    return torch.cat(means), torch.cat(logvars) if logvars else None
 
 
 def draw_latents(mean: torch.Tensor, logvar: torch.Tensor | None, sample: bool,

@@ -39,8 +39,8 @@ def knn_accuracy(features: torch.Tensor | np.ndarray, labels, k: int = 5) -> flo
     ``features (n, dim)``, ``labels (n,)`` (any hashable values); ties go to the nearest neighbour's label.
     """
     x = torch.as_tensor(_standardise(np.asarray(torch.as_tensor(features).double().cpu())))
-    _, codes = np.unique(np.asarray(labels), return_inverse=True)
-    codes = torch.as_tensor(codes)
+    _, label_codes = np.unique(np.asarray(labels), return_inverse=True)
+    codes = torch.as_tensor(label_codes)
     n = len(x)
     if n < 2:
         raise ValueError("kNN accuracy needs at least 2 points")

@@ -21,6 +21,7 @@ from typing import Protocol
 import torch
 
 from ..audio import HOP_SAMPLES, SAMPLE_RATE
+from ..deprecation import renamed_keyword
 from ..geometry import FrameGeometry
 
 LABEL_HOP_SAMPLES = HOP_SAMPLES
@@ -93,19 +94,21 @@ class EncoderFeatures:
 
     Args:
         encoder: put into ``eval()`` mode (BatchNorm uses running statistics).
-        layers: module indices (default: all).
+        modules: module indices (default: all); ``layers`` is its deprecated old name.
         sample: use a reparameterised sample instead of the mean (the reference's ``deterministic=False``,
             used only for its interpretability probes); ``generator`` seeds it.
         standardize: probes standardise these features (the reference does not).
     """
 
-    def __init__(self, encoder, layers: Sequence[int] | None = None, sample: bool = False,
-                 generator: torch.Generator | None = None, standardize: bool = False):
+    def __init__(self, encoder, modules: Sequence[int] | None = None, sample: bool = False,
+                 generator: torch.Generator | None = None, standardize: bool = False, *,
+                 layers: Sequence[int] | None = None):
+        modules = renamed_keyword(modules, layers, "modules", "layers")
         self.encoder = encoder.eval()
-        self.layers = encoder.resolve_layers(list(layers) if layers is not None else None)
+        self.modules = encoder.resolve_modules(list(modules) if modules is not None else None)
         self.sample, self.generator, self.standardize = sample, generator, standardize
         names = module_feature_names(encoder)
-        self.feature_names = [names[i] for i in self.layers]
+        self.feature_names = [names[i] for i in self.modules]
         self._what = "sample" if sample else "mean"
 
     @property
@@ -113,7 +116,7 @@ class EncoderFeatures:
         return next(self.encoder.parameters()).device
 
     def _extract(self, wav, lengths=None):
-        return self.encoder.extract(wav, sample_rate=self.encoder.sample_rate, lengths=lengths, layers=self.layers,
+        return self.encoder.extract(wav, sample_rate=self.encoder.sample_rate, lengths=lengths, modules=self.modules,
                                     sample=self.sample, generator=self.generator)
 
     def frames(self, waveforms: Sequence[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
@@ -124,7 +127,7 @@ class EncoderFeatures:
             n_bins = waveform.numel() // LABEL_HOP_SAMPLES
             results.append({
                 name: pool_to_label_rate(features.unpad(item, self._what), features.geometry, n_bins).float().cpu()
-                for name, features in zip(self.feature_names, out)
+                for name, features in zip(self.feature_names, out, strict=True)
             })
         return results
 
@@ -132,7 +135,7 @@ class EncoderFeatures:
         """``clips (batch, samples)`` -> ``{name: (batch, dim)}``, the mean over each clip's valid frames."""
         out = self._extract(clips, lengths)
         return {name: masked_time_mean(getattr(f, self._what), f.lengths).float().cpu()
-                for name, f in zip(self.feature_names, out)}
+                for name, f in zip(self.feature_names, out, strict=True)}
 
 
 class MfccFeatures:
@@ -192,7 +195,8 @@ class MfccFeatures:
 
     def pooled(self, clips: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
         """``clips (batch, samples)`` -> ``{"MFCC": (batch, dim)}``, the mean over each clip's frames."""
-        return {"MFCC": torch.stack([self.mfcc(clip[: int(n)]).mean(0) for clip, n in zip(clips, lengths)])}
+        means = [self.mfcc(clip[: int(n)]).mean(0) for clip, n in zip(clips, lengths, strict=True)]
+        return {"MFCC": torch.stack(means)}
 
 
 def stack_context(frames: torch.Tensor, context: int) -> torch.Tensor:

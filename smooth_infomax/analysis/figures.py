@@ -10,9 +10,14 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from .ics import IcsResult
+    from .information import PosteriorStats
 
 
 def new_figure(width_in: float, height_in: float):
@@ -48,6 +53,31 @@ def spectrogram_grid(waves: torch.Tensor | np.ndarray, row_labels: Sequence[str]
     waves = np.asarray(torch.as_tensor(np.asarray(waves)).float())
     rows, columns = waves.shape[:2]
     specs = [[log_spectrogram(waves[r, c]) for c in range(columns)] for r in range(rows)]
+    seconds = waves.shape[-1] / sample_rate
+    return _mosaic(specs, row_labels, column_labels, 80.0, f"each cell: {seconds:.2f} s, 0-{sample_rate // 2000} kHz",
+                   title)
+
+
+def logmel_grid(logmels: Sequence[Sequence[torch.Tensor | np.ndarray]], row_labels: Sequence[str],
+                column_labels: Sequence[str], seconds: float, sample_rate: int = 16_000, title: str = ""):
+    """Log-mel frames, ``logmels[row][column]`` each ``(frames, n_mels)`` (natural log of power; a tensor
+    ``(rows, columns, frames, n_mels)`` works too), as one mosaic on one colour scale (18.4 nats = 80 dB range); each
+    cell spans the mel bands (bottom to top) over ``seconds`` (left to right). Cells with fewer frames (a coarser
+    hop) are stretched to the widest."""
+    cells = [[np.asarray(torch.as_tensor(np.asarray(c)).float()).T for c in row] for row in logmels]
+    width = max(c.shape[1] for row in cells for c in row)
+    specs = [[c[:, np.minimum((np.arange(width) * c.shape[1]) // width, c.shape[1] - 1)] for c in row]
+             for row in cells]
+    n_mels = specs[0][0].shape[0]
+    return _mosaic(specs, row_labels, column_labels, 8 * math.log(10),
+                   f"each cell: {seconds:.2f} s, {n_mels} mel bands 0-{sample_rate // 2000} kHz", title)
+
+
+def _mosaic(specs: list[list[np.ndarray]], row_labels: Sequence[str], column_labels: Sequence[str],
+            value_range: float, xlabel: str, title: str):
+    """``specs[row][column]`` images ``(height, width)`` tiled with gaps, labelled, on one colour scale of
+    ``value_range`` below the peak."""
+    rows, columns = len(specs), len(specs[0])
     height, width = specs[0][0].shape
     gap = max(2, width // 40)
     mosaic = np.full((rows * (height + gap) - gap, columns * (width + gap) - gap), np.nan)
@@ -58,7 +88,7 @@ def spectrogram_grid(waves: torch.Tensor | np.ndarray, row_labels: Sequence[str]
     peak = float(np.nanmax(mosaic))
     figure = new_figure(1.5 * columns + 1.2, 1.1 * rows + 0.7)
     axis = figure.subplots()
-    axis.imshow(np.ma.masked_invalid(mosaic), origin="lower", aspect="auto", cmap="magma", vmin=peak - 80,
+    axis.imshow(np.ma.masked_invalid(mosaic), origin="lower", aspect="auto", cmap="magma", vmin=peak - value_range,
                 vmax=peak, interpolation="nearest")
     axis.set_xticks([c * (width + gap) + width / 2 for c in range(columns)], list(column_labels), fontsize=7)
     axis.set_yticks([(rows - 1 - r) * (height + gap) + height / 2 for r in range(rows)], list(row_labels), fontsize=7)
@@ -66,14 +96,13 @@ def spectrogram_grid(waves: torch.Tensor | np.ndarray, row_labels: Sequence[str]
     axis.xaxis.tick_top()
     for side in axis.spines.values():
         side.set_visible(False)
-    seconds = waves.shape[-1] / sample_rate
-    axis.set_xlabel(f"each cell: {seconds:.2f} s, 0-{sample_rate // 2000} kHz", fontsize=7)
+    axis.set_xlabel(xlabel, fontsize=7)
     if title:
         figure.suptitle(title, fontsize=9)
     return figure
 
 
-def ics_figure(results: Mapping[str, object]):
+def ics_figure(results: Mapping[str, IcsResult]):
     """Relative ICS error against ``k`` (log scale) for each labelled ``IcsResult``."""
     figure = new_figure(5.5, 3.4)
     axis = figure.subplots()
@@ -106,7 +135,7 @@ def density_figure(weights: Mapping[str, torch.Tensor], title: str = "Probe weig
     return figure
 
 
-def posterior_figure(stats: Mapping[str, object]):
+def posterior_figure(stats: Mapping[str, PosteriorStats]):
     """Per-dimension KL to the prior and variance of the posterior mean, each sorted, for labelled
     ``PosteriorStats`` (log scale; the dashed line is the active-unit threshold)."""
     figure = new_figure(9.0, 3.2)
@@ -135,7 +164,8 @@ def tsne_figure(embeddings: Mapping[str, tuple[np.ndarray, Sequence]], title: st
     rows = math.ceil(count / columns)
     figure = new_figure(3.0 * columns, 3.0 * rows + 0.4)
     axes = figure.subplots(rows, columns, squeeze=False)
-    for axis, (label, (points, labels)) in zip(axes.flat, embeddings.items()):
+    # the grid can hold more axes than there are embeddings
+    for axis, (label, (points, labels)) in zip(axes.flat, embeddings.items(), strict=False):
         names, codes = np.unique(np.asarray(labels), return_inverse=True)
         colours = codes % 20 if len(names) > 10 else codes
         axis.scatter(points[:, 0], points[:, 1], c=colours, cmap="tab20" if len(names) > 10 else "tab10",

@@ -42,7 +42,7 @@ class IcsResult:
 
     @property
     def mean_relative(self) -> float:
-        values = [r for k, r in zip(self.ks, self.relative) if k < self.dim]
+        values = [r for k, r in zip(self.ks, self.relative, strict=True) if k < self.dim]
         return sum(values) / len(values) if values else 0.0
 
     def as_dict(self) -> dict:

@@ -151,7 +151,7 @@ def kde_total_correlation(rows: torch.Tensor, bandwidth: float | None = None, le
     if standardize:
         x = (x - x.mean(0)) / x.std(0).clamp_min(1e-12)
     n, c = x.shape
-    scott = lambda d: n ** (-1.0 / (d + 4))  # noqa: E731
+    scott = lambda d: n ** (-1.0 / (d + 4))
     joint = -float(_kde_log_density(x, bandwidth or scott(c), leave_one_out).mean())
     marginals = sum(-float(_kde_log_density(x[:, i:i + 1], bandwidth or scott(1), leave_one_out).mean())
                     for i in range(c))

@@ -51,6 +51,25 @@ def traversal_grid(latents: torch.Tensor, dims: Sequence[int], values: Sequence[
     return torch.stack([traverse(latents, [d], values, mode) for d in dims])
 
 
+def posterior_sd(mean: torch.Tensor, logvar: torch.Tensor | None) -> torch.Tensor:
+    """The unit of every latent shift: per dimension ``(dim,)``, the posterior standard deviation
+    ``exp(logvar / 2)`` averaged over the utterance's frames, from ``(frames, dim)`` latents. A deterministic module
+    (``logvar`` is ``None``) has no posterior spread; its unit is then the standard deviation of ``mean`` over the
+    frames."""
+    if logvar is not None:
+        return torch.exp(0.5 * logvar.float()).mean(0)
+    return mean.float().std(0) if mean.shape[0] > 1 else torch.ones(mean.shape[-1])
+
+
+def shift_grid_sd(mean: torch.Tensor, sd: torch.Tensor, dims: Sequence[int], shifts_sd: Sequence[float]
+                  ) -> torch.Tensor:
+    """Each dimension ``d`` of ``dims`` shifted on its own, on every frame, by ``shifts_sd * sd[d]`` (shifts in
+    posterior standard deviations, see :func:`posterior_sd`): ``(len(dims), len(shifts_sd), frames, dim)``."""
+    index = _dims(dims, mean.shape[-1]).tolist()
+    steps = torch.as_tensor(list(shifts_sd), dtype=mean.dtype)
+    return torch.stack([traverse(mean, [d], steps * sd[d].to(mean.dtype), "shift") for d in index])
+
+
 def dimension_importance(start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
     """The reference's importance of each dimension for a pair: ``(mean_t start - mean_t end) ** 2``.
 

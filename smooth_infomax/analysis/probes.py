@@ -125,7 +125,8 @@ def align_labels(labels, n_frames: int, anchor: str = "end"):
 
 def _batches(items: Iterable, max_samples: int):
     """Group ``(waveform, *rest)`` items so that ``count * longest`` stays within ``max_samples``."""
-    group, longest = [], 0
+    group: list = []
+    longest = 0
     for item in items:
         n = item[0].numel()
         if group and max(longest, n) * (len(group) + 1) > max_samples:
@@ -159,7 +160,7 @@ def collect_frame_features(source: FeatureSource, utterances: Iterable[tuple[tor
     targets: list[torch.Tensor] = []
     for group in _batches(utterances, batch_samples):
         outputs = source.frames([waveform for waveform, _ in group])
-        for (_, labels), output in zip(group, outputs):
+        for (_, labels), output in zip(group, outputs, strict=True):
             n_frames = next(iter(output.values())).shape[0]
             frames, aligned = align(torch.as_tensor(labels), n_frames)
             targets.append(torch.as_tensor(aligned).long())
@@ -220,6 +221,9 @@ class LinearProbe(nn.Module):
 
     ``forward``: ``(n, dim)`` -> logits ``(n, n_classes)``.
     """
+
+    shift: torch.Tensor
+    scale: torch.Tensor
 
     def __init__(self, dim: int, n_classes: int, bias: bool = True, shift: torch.Tensor | None = None,
                  scale: torch.Tensor | None = None, generator: torch.Generator | None = None):

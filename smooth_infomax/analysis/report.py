@@ -48,6 +48,11 @@ NOTES = (
     "KDE TC: leave-one-out Gaussian KDE on random subsets of a few channels (standardised, Scott bandwidth).",
     ("Participation ratio (sum w^2)^2 / sum w^4: effective number of dimensions, shown as a fraction of dim; rows = "
      "per class, dims = per-dimension importance over all classes."),
+    ("A dash (–) means the measure does not apply: KL to the prior exists only for Gaussian modules (not the GRU "
+     "or deterministic GIM modules), and the ICS and reconstruction columns only for modules with a decoder."),
+    ("Negative values: the Gaussian TC is bias-corrected (the expected estimate for independent dimensions is "
+     "subtracted), so dimensions that are close to independent can come out slightly below 0; the KDE TC is a "
+     "difference of leave-one-out entropy estimates and can too. Both mean 'no measurable dependence'."),
 )
 """Explanations printed under the report's table."""
 
@@ -106,7 +111,7 @@ def collect(encoder, clips: torch.Tensor, modules: list[int], frames_per_clip: i
     generator = torch.Generator().manual_seed(seed)
     parts: dict[int, list] = {m: [[], [], []] for m in modules}
     for start in range(0, len(clips), batch):
-        out = encoder.extract(clips[start:start + batch], sample_rate=encoder.sample_rate, layers=modules)
+        out = encoder.extract(clips[start:start + batch], sample_rate=encoder.sample_rate, modules=modules)
         for m in modules:
             f = out[m]
             parts[m][0].append(masked_time_mean(f.mean, f.lengths).float().cpu())
@@ -207,10 +212,10 @@ def build_report(models: dict, corpus: Corpus, out_dir: str | Path, settings: Re
             ranking = artefacts[(name, m)]["ranking"] if (name, m) in artefacts else None
             update, section, ics[f"{name}, module {m}"] = decoder_analysis(name, encoder, m, fit, test, settings,
                                                                           out_dir, given, ranking)
-            row = next((r for r in rows if r["model"] == name and r["module"] == module_label(encoder, m)), None)
-            if row is None:
-                rows.append(row := {"model": name, "module": module_label(encoder, m)})
-            row.update(update)
+            entry = next((r for r in rows if r["model"] == name and r["module"] == module_label(encoder, m)), None)
+            if entry is None:
+                rows.append(entry := {"model": name, "module": module_label(encoder, m)})
+            entry.update(update)
             sections.append(section)
             timings[f"{name}: module {m} decoder"] = time.perf_counter() - clock
         log(f"{name}: done")

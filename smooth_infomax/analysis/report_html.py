@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -28,8 +29,9 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; padding: 0 1em; color: #222; }
-table { border-collapse: collapse; font-size: 0.85em; margin: 1em 0; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; }
+table { border-collapse: collapse; font-size: 0.8em; margin: 1em 0; width: 100%; table-layout: fixed; }
+th, td { border: 1px solid #ccc; padding: 0.2em 0.3em; text-align: right; overflow-wrap: anywhere; }
+th { font-weight: 600; font-size: 0.9em; hyphens: auto; }
 th { background: #f3f3f3; } td:first-child, td:nth-child(2) { text-align: left; }
 figure { display: inline-block; margin: 0.5em; vertical-align: top; max-width: 100%; }
 figure img { max-width: 100%; border: 1px solid #eee; }
@@ -96,7 +98,7 @@ def _section(section: ReportSection) -> str:
 
 
 def render_report(title: str, intro: str, rows: list[dict], sections: list[ReportSection], settings: dict,
-                  timings: dict, notes: list[str] = ()) -> str:
+                  timings: dict, notes: Sequence[str] = ()) -> str:
     """The whole page: title, introduction, the table of measures, sections, notes, settings and timings."""
     note_items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
     return "\n".join([

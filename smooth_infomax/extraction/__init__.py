@@ -1,16 +1,21 @@
-"""The file-level pipeline behind ``sim-extract``: find audio, map paths, plan, decode, compute (batched or in
-chunks), write atomically, and log.
+"""The file-level pipeline behind ``sim-extract``, one file per stage (dependencies point up this list):
 
-Modules: ``discovery`` (walk / manifest), ``paths`` (input -> output mapping, OUT_DIR containment),
-``audio_io`` (soundfile decoding and bad-file reasons), ``plan`` (sharding, skip-existing), ``loading``
-(DataLoader, length batches), ``compute`` (model, device, batches), ``chunking`` (long files), ``sampling``
-(seeded samples), ``metadata``/``store``/``writers``/``safetensors_stream`` (outputs), ``readers``,
-``fingerprint``, ``logs`` (manifest and failures), ``report``, ``models`` (``--list-models``), ``runner``.
+- ``settings``: ``RunOptions`` (every default, shared by the CLI and Python callers), the settings that decide the
+  numbers, and what stays fixed for a run (``RunContext``: model, settings, tensor layout).
+- ``sources``: the inputs (a walk of IN_DIR or a manifest) and their keys, the mirrored paths under OUT_DIR.
+- ``audio_io``: decoding a file to mono float32 at 16 kHz (``smooth_infomax.audio``), failures as ``BadAudio``.
+- ``formats``: safetensors (written row by row), npz and npy; atomic writes under temporary names; readers.
+- ``plan``: sharding, fingerprints and ``--skip-existing``, header probes, length batches; ``Failure``.
+- ``compute``: loading the model, decoding in DataLoader workers, and the encoder (batched, or chunked for long
+  files).
+- ``store``: one output: folder inside OUT_DIR, metadata, rows with seeded samples, atomic commit.
+- ``report``: progress, summary, dry run, and the logs ``manifest.jsonl`` / ``failures.jsonl``.
+- ``runner``: ``run``, a flat loop of decode -> compute -> write. Each stage returns a value or a ``Failure`` whose
+  ``stage`` says where the file failed (``input``, ``decode``, ``compute`` or ``write``).
 """
 
-from .compute import SetupError
-from .readers import load_features, read_metadata
+from .formats import load_features, read_metadata
 from .runner import RunInterrupted, run
-from .settings import RunOptions, Shard
+from .settings import RunOptions, SetupError, Shard
 
 __all__ = ["RunInterrupted", "RunOptions", "SetupError", "Shard", "load_features", "read_metadata", "run"]

@@ -1,30 +1,62 @@
 """Planning a run: which inputs exist, where their outputs go, which shard owns them, which are already up to
-date, and how long the rest are (from the file headers, without decoding)."""
+date (by fingerprint), how long the rest are (from the file headers, without decoding), and the batches they are
+computed in.
+
+Fingerprints decide ``--skip-existing``. An output's fingerprint is ``sha256(settings_sha256 + ":" +
+source_sha256)``: a change of the input's content or of any setting that changes the numbers (model config and
+weights, modules, what, dtype, compute dtype) gives a new fingerprint, and the file is recomputed. The input's size
+and modification time are stored too: when they are unchanged the content hash is trusted without reading the
+input again. The fingerprint also seeds the file's stored samples (``store.draw_sample``).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import torch
 
 from .audio_io import AudioInfo, BadAudio, FileStat, probe, stat_input
-from .discovery import Source, Walk, matches, read_manifest, walk_audio
-from .fingerprint import is_up_to_date
-from .paths import OUTPUT_SUFFIXES, OutsideOutputDir, display, output_path
-from .readers import read_metadata
-from .settings import RunOptions, Shard
+from .formats import read_metadata
+from .settings import RunContext, RunOptions, SetupError, Shard
+from .sources import (
+    OUTPUT_SUFFIXES,
+    InputListError,
+    OutsideOutputDir,
+    Source,
+    collect_sources,
+    display,
+    output_path,
+)
+
+if TYPE_CHECKING:
+    from ..encoder import SmoothInfoMaxEncoder
+
+_Stage = Literal["input", "decode", "compute", "write"]
+"""Where a file failed: its input (listing, stat, header, output path), decoding, the model, or writing."""
+
+_TooShort = Callable[[int], "str | None"]
+"""Why an input of this many samples (16 kHz) is too short for the requested modules, or ``None``."""
+
+_HASH_BLOCK_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
 class Failure:
-    """A file that could not be processed: its mirrored ``key``, ``path`` and a human-readable ``reason``."""
+    """A file that could not be processed: its mirrored ``key``, ``path``, a human-readable ``reason`` and the
+    ``stage`` that failed. Each stage returns one of these instead of raising, and the runner records it."""
 
     key: str
     path: str
     reason: str
+    stage: _Stage = "input"
 
     def as_dict(self) -> dict[str, str]:
+        """The line of ``failures.jsonl``."""
         return {"source": self.key, "path": self.path, "reason": self.reason}
 
 
@@ -63,22 +95,17 @@ def shard_of(source: Source, count: int) -> int:
     return int(digest[:16], 16) % count
 
 
-def collect_sources(options: RunOptions) -> Walk:
-    """The inputs, from the manifest if one is given, else from a walk of IN_DIR (OUT_DIR excluded); ``--glob``
-    filters both. ``InputListError`` if the list cannot be made."""
-    if options.manifest is not None:
-        listed = read_manifest(options.manifest, options.in_dir)
-        return Walk([s for s in listed if options.pattern is None or matches(s.key, options.pattern)], [], [])
-    return walk_audio(options.in_dir, options.pattern, skip=[options.out_dir])
-
-
-def make_plan(options: RunOptions, settings_sha256: str, shard: Shard, too_short) -> Plan:
+def make_plan(options: RunOptions, settings_sha256: str, shard: Shard, too_short: _TooShort) -> Plan:
     """Plan this shard's work. ``too_short(samples_16k)`` returns a reason for inputs too short for one frame.
 
     A folder that cannot be listed is a failure of every shard: the files it holds could belong to any of them.
+    ``SetupError`` if the list of inputs cannot be made (IN_DIR cannot be listed, a bad ``--manifest`` line).
     """
     plan = Plan()
-    walk = collect_sources(options)
+    try:
+        walk = collect_sources(options)
+    except InputListError as err:
+        raise SetupError(str(err)) from None
     plan.warnings = walk.warnings
     unique, collisions = _dedupe(walk.sources, options)
     plan.found = len(unique) + len(collisions) + len(walk.unlistable)
@@ -92,14 +119,16 @@ def make_plan(options: RunOptions, settings_sha256: str, shard: Shard, too_short
     return plan
 
 
-def _plan_one(plan: Plan, source: Source, output: Path, options: RunOptions, settings_sha256: str, too_short) -> None:
+def _plan_one(plan: Plan, source: Source, output: Path, options: RunOptions, settings_sha256: str,
+              too_short: _TooShort) -> None:
     try:
         status = stat_input(source.path)
         _check_output_kind(output, options.fmt)
         metadata = read_metadata(output) if os.path.lexists(output) else None
-        if _made_with_other_settings(metadata, settings_sha256):
+        if metadata is not None and _made_with_other_settings(metadata, settings_sha256):
             plan.other_settings.append((output, metadata))
-        elif options.skip_existing and is_up_to_date(metadata, settings_sha256, source.path, status):
+        elif (metadata is not None and options.skip_existing
+              and _is_up_to_date(metadata, settings_sha256, source.path, status)):
             plan.up_to_date.append((source, output, metadata))
             return
         info = probe(source.path)
@@ -153,5 +182,89 @@ def _same_file(path: Path) -> str:
     return os.path.normpath(os.path.abspath(path))
 
 
-def failure_for(source: Source, reason: str) -> Failure:
-    return Failure(display(source.key), display(source.path), reason)
+def failure_for(source: Source, reason: str, stage: _Stage = "input") -> Failure:
+    """The ``Failure`` of ``source`` at ``stage``."""
+    return Failure(display(source.key), display(source.path), reason, stage)
+
+def other_settings_warnings(plan: Plan, context: RunContext, skip_existing: bool) -> list[str]:
+    """``SetupError`` naming the differing settings if OUT_DIR holds outputs made with other settings, unless
+    ``--force`` was given (``skip_existing`` false); then a warning that they will be replaced."""
+    if not plan.other_settings:
+        return []
+    differences: list[str] = []
+    for _, metadata in plan.other_settings:
+        differences += [d for d in context.settings.differences(metadata, context.model_name) if d not in differences]
+    count, first = len(plan.other_settings), display(plan.other_settings[0][0])
+    what = f"{count} output{'s' if count > 1 else ''} made with other settings (first: {first}): " + "; ".join(
+        differences[:6]) + ("; ..." if len(differences) > 6 else "")
+    if skip_existing:
+        raise SetupError(f"OUT_DIR holds {what}. Pass --force to replace them, or choose another OUT_DIR")
+    return [f"--force: replacing {what}"]
+
+
+def length_batches(items: list[WorkItem], batch_samples: int, chunk_samples: int) -> list[list[int]]:
+    """Indices of ``items`` grouped into batches.
+
+    Files up to ``chunk_samples`` long are sorted by length and packed so that a batch's padded size
+    (``count * longest``) stays within ``batch_samples`` (a batch always holds at least one file). Longer files
+    get a batch of their own and are processed in chunks.
+    """
+    lengths = [item.info.samples_16k for item in items]
+    short = sorted((i for i, n in enumerate(lengths) if n <= chunk_samples), key=lambda i: (lengths[i], i))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for index in short:
+        if current and (len(current) + 1) * lengths[index] > batch_samples:
+            batches.append(current)
+            current = []
+        current.append(index)
+    if current:
+        batches.append(current)
+    return batches + [[i] for i, n in enumerate(lengths) if n > chunk_samples]
+
+
+# ---- fingerprints -------------------------------------------------------------------------------------------------
+
+def model_sha256(encoder: SmoothInfoMaxEncoder) -> str:
+    """Identity of a model: sha256 over its config JSON and every weight (name, dtype, shape, float32 bytes)."""
+    digest = hashlib.sha256(encoder.config.to_json().encode())
+    for name, tensor in sorted(encoder.state_dict().items()):
+        values = tensor.detach().to("cpu", torch.float32).contiguous().numpy()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(values.tobytes())
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(_HASH_BLOCK_BYTES):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def output_fingerprint(settings_sha256: str, source_sha256: str) -> str:
+    return hashlib.sha256(f"{settings_sha256}:{source_sha256}".encode()).hexdigest()
+
+
+def seed_from_fingerprint(fingerprint: str) -> int:
+    """The 64-bit seed of a file's samples: the first 16 hex digits of its fingerprint."""
+    return int(fingerprint[:16], 16)
+
+
+def _is_up_to_date(metadata: dict[str, str] | None, settings_sha256: str, path: Path, status: FileStat) -> bool:
+    """Whether an existing output (its ``metadata``) was made from the current input with the current settings.
+
+    Unchanged size and mtime: trusted. Same size, new mtime (a copy or a touch): the input is hashed and compared.
+    """
+    if not metadata or metadata.get("settings_sha256") != settings_sha256:
+        return False
+    if metadata.get("source_size_bytes") != str(status.size_bytes):
+        return False
+    if metadata.get("source_mtime_ns") == str(status.mtime_ns):
+        return True
+    try:
+        return file_sha256(path) == metadata.get("source_sha256")
+    except OSError:
+        return False

@@ -1,16 +1,23 @@
-"""Progress bar, run summary, dry-run report and disk estimate."""
+"""What a run tells: the progress bar, the run summary, the dry-run report and disk estimate, and the logs in
+OUT_DIR: ``manifest.jsonl`` (one line per output written, appended across runs) and ``failures.jsonl`` (the files
+that failed in the latest run). Sharded runs add ``-shard{I}of{N}`` to both log names so that concurrent shards
+never write to the same log."""
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from tqdm import tqdm
 
-from .metadata import RunContext
-from .paths import display
 from .plan import Failure, Plan
+from .settings import RunContext, Shard
+from .sources import display
+from .store import output_size_bytes
 
 _METADATA_BYTES = 4096  # header and metadata per output, roughly
 
@@ -93,7 +100,7 @@ def dry_run_lines(context: RunContext, plan: Plan, summary: RunSummary, fmt: str
     replacing = f", replacing {len(plan.other_settings)} made with other settings" if plan.other_settings else ""
     lines.append(f"{summary.found} files found, {plan.in_shard} in this shard: {len(plan.todo)} to compute "
                  f"({audio_h:.3f} h audio{replacing}), {len(plan.up_to_date)} up to date, {len(plan.failures)} bad")
-    lines.append(f"estimated output size: {human_bytes(summary.estimate_bytes)} ({summary.estimate_bytes} bytes)")
+    lines.append(f"estimated output size: {_human_bytes(summary.estimate_bytes)} ({summary.estimate_bytes} bytes)")
     return lines
 
 
@@ -111,9 +118,93 @@ def summary_lines(summary: RunSummary) -> list[str]:
     return lines
 
 
-def human_bytes(count: float) -> str:
+def _human_bytes(count: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if count < 1024 or unit == "TiB":
             return f"{count:.1f} {unit}" if unit != "B" else f"{int(count)} B"
         count /= 1024
     return f"{count:.1f} TiB"
+
+
+# ---- logs ---------------------------------------------------------------------------------------------------------
+
+class RunLog:
+    """Appends manifest and failure lines; each line is flushed as soon as it is written."""
+
+    def __init__(self, out_dir: Path, shard: Shard):
+        self.out_dir = out_dir
+        self.manifest_path = out_dir / f"manifest{shard.suffix}.jsonl"
+        self.failures_path = out_dir / f"failures{shard.suffix}.jsonl"
+        self.shard = shard
+        self._manifest: IO[str] | None = None
+        self._failures: IO[str] | None = None
+
+    def open(self) -> None:
+        """Start logging: the manifest is appended to (after mending a line cut by a kill), failures restart."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.manifest_path.exists() and self.manifest_path.stat().st_size:
+            with open(self.manifest_path, "rb") as handle:
+                handle.seek(-1, os.SEEK_END)
+                cut = handle.read(1) != b"\n"
+        else:
+            cut = False
+        self._manifest = open(self.manifest_path, "a", encoding="utf-8")  # noqa: SIM115 -- closed in close()
+        if cut:
+            self._manifest.write("\n")
+        self._failures = open(self.failures_path, "w", encoding="utf-8")  # noqa: SIM115 -- closed in close()
+
+    def close(self) -> None:
+        for handle in (self._manifest, self._failures):
+            if handle is not None:
+                handle.close()
+
+    def recorded(self) -> set[tuple[str | None, str | None]]:
+        """``(output, fingerprint)`` pairs already in the manifest (lines cut by a kill are ignored)."""
+        return {(entry.get("output"), entry.get("fingerprint")) for entry in read_jsonl(self.manifest_path)}
+
+    def output_written(self, output: Path, metadata: dict[str, str], size_bytes: int, status: str) -> None:
+        """Log an output: ``status`` is ``written`` (computed now) or ``present`` (complete already, not logged)."""
+        module_info = json.loads(metadata["json"])["module_info"]
+        entry = {"output": self.relative(output), "source": metadata["source"],
+                 "fingerprint": metadata["fingerprint"], "status": status,
+                 "duration_s": float(metadata["source_duration_s"]),
+                 "frames": {str(m["index"]): m["frames"] for m in module_info}, "bytes": size_bytes,
+                 "shard": str(self.shard), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        _append(self._manifest, entry)
+
+    def failure(self, failure: Failure) -> None:
+        _append(self._failures, failure.as_dict())
+
+    def relative(self, output: Path) -> str:
+        return display(output.relative_to(self.out_dir).as_posix())
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The complete JSON lines of ``path`` (an unparsable line, such as one cut by a kill, is skipped)."""
+    if not path.exists():
+        return []
+    entries = []
+    with open(path, encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(entry, dict):
+                entries.append(entry)
+    return entries
+
+
+def _append(handle: IO[str] | None, entry: dict) -> None:
+    if handle is None:
+        raise RuntimeError("the run log is not open: call RunLog.open() first")
+    handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
+    handle.flush()
+
+
+def log_present(log: RunLog, plan: Plan) -> None:
+    """Add manifest lines for complete outputs the manifest lacks (e.g. a run killed between rename and log)."""
+    recorded = log.recorded()
+    for _, output, metadata in plan.up_to_date:
+        if (log.relative(output), metadata.get("fingerprint")) not in recorded:
+            log.output_written(output, metadata, output_size_bytes(output), "present")

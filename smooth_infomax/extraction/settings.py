@@ -1,21 +1,37 @@
-"""What a run computes and stores, and parsing of the CLI's compact option values (``--what``, ``--modules``,
-``--shard``)."""
+"""What a run computes and stores: ``RunOptions`` (the one home of every default, for the CLI and for Python
+callers), the settings that decide the numbers (``FeatureSettings``), what stays fixed for the whole run
+(``RunContext``: model, settings, tensor layout), and parsing of the CLI's compact option values."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-WHAT_CHOICES = ("mean", "logvar", "sample")
-STORE_DTYPES = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2")}
+from ..geometry import output_lengths
+
+if TYPE_CHECKING:
+    from ..encoder import SmoothInfoMaxEncoder
+
+_WHAT_CHOICES = ("mean", "logvar", "sample")
+STORE_DTYPES: dict[str, np.dtype] = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2")}
 FORMATS = ("safetensors", "npz", "npy")
-from ..hub import DEFAULT_MODEL  # noqa: F401 (re-exported for the runner)
-FEATURE_FORMAT_VERSION = 1
+_FEATURE_FORMAT_VERSION = 1
 """Version of the output layout (keys and metadata); part of every fingerprint."""
+
+# One decoding worker per four cores, at most four: decoding costs little next to the model, and on 2 cores a
+# forked worker only slows the main process (docs/performance.md).
+DEFAULT_NUM_WORKERS = min(4, (os.cpu_count() or 2) // 4)
+
+
+class SetupError(ValueError):
+    """The run cannot start (bad model, module selection, device, input list, OUT_DIR, ...); the CLI exits with
+    code 2 and nothing is written."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +51,31 @@ class Shard:
 
 
 @dataclass(frozen=True)
+class RunOptions:
+    """All options of one ``sim-extract`` run (see ``docs/cli.md``). These defaults are the CLI's defaults too."""
+
+    in_dir: Path
+    out_dir: Path
+    model: str | None = None
+    revision: str | None = None
+    pattern: str | None = None
+    manifest: Path | None = None
+    modules: tuple[int, ...] | None = None
+    what: tuple[str, ...] = ("mean",)
+    dtype: str = "float32"
+    fmt: str = "safetensors"
+    chunk_seconds: float = 30.0
+    batch_seconds: float = 60.0
+    num_workers: int = DEFAULT_NUM_WORKERS
+    device: str = "auto"
+    bf16: bool = False
+    skip_existing: bool = True
+    dry_run: bool = False
+    shard: Shard | None = None
+    quiet: bool = False
+
+
+@dataclass(frozen=True)
 class FeatureSettings:
     """Everything that decides the numbers written for a file; its hash is part of each output's fingerprint.
 
@@ -47,7 +88,7 @@ class FeatureSettings:
     dtype: str
     compute_dtype: str
     model_sha256: str
-    format_version: int = FEATURE_FORMAT_VERSION
+    format_version: int = _FEATURE_FORMAT_VERSION
 
     def sha256(self) -> str:
         text = json.dumps(asdict(self), sort_keys=True)
@@ -71,38 +112,40 @@ class FeatureSettings:
         return found or ["the settings hash differs"]
 
 
-@dataclass(frozen=True)
-class RunOptions:
-    """All options of one ``sim-extract`` run (see ``docs/cli.md``)."""
+Specs = dict[str, tuple[tuple[int, int], np.dtype]]
+"""Tensor key -> (shape ``(frames, dim)``, stored dtype) of one output."""
 
-    in_dir: Path
-    out_dir: Path
-    model: str | None = None
-    revision: str | None = None
-    pattern: str | None = None
-    manifest: Path | None = None
-    modules: tuple[int, ...] | None = None
-    what: tuple[str, ...] = ("mean",)
-    dtype: str = "float32"
-    fmt: str = "safetensors"
-    chunk_seconds: float = 30.0
-    batch_seconds: float = 60.0
-    num_workers: int = 0
-    device: str = "auto"
-    bf16: bool = False
-    skip_existing: bool = True
-    dry_run: bool = False
-    shard: Shard | None = None
-    quiet: bool = False
+
+@dataclass(frozen=True)
+class RunContext:
+    """What is the same for every file of a run: the model (a ``SmoothInfoMaxEncoder``), the settings and their
+    hash, and the model's name and revision as stored in the metadata."""
+
+    encoder: SmoothInfoMaxEncoder
+    settings: FeatureSettings
+    settings_sha256: str
+    model_name: str
+    model_revision: str
+
+    def module_keys(self, module: int) -> list[str]:
+        """Tensor keys stored for ``module``: ``module{m}.mean``, and ``.logvar``/``.sample`` for Gaussian ones."""
+        gaussian = self.encoder.config.modules[module].is_gaussian
+        return [f"module{module}.{what}" for what in self.settings.what if what == "mean" or gaussian]
+
+    def specs(self, samples: int) -> Specs:
+        """Shape ``(frames, dim)`` and dtype of every stored tensor for an input of ``samples`` (16 kHz)."""
+        lengths, dims = output_lengths(self.encoder.config, samples), self.encoder.output_dims
+        dtype = STORE_DTYPES[self.settings.dtype]
+        return {key: ((int(lengths[m]), dims[m]), dtype) for m in self.settings.modules for key in self.module_keys(m)}
 
 
 def parse_what(text: str) -> tuple[str, ...]:
     """``"mean,logvar"`` -> ``("mean", "logvar")`` in canonical order; unknown names are a ``ValueError``."""
     names = {part.strip() for part in text.split(",") if part.strip()}
-    unknown = sorted(names - set(WHAT_CHOICES))
+    unknown = sorted(names - set(_WHAT_CHOICES))
     if unknown or not names:
-        raise ValueError(f"expected a comma-separated subset of {','.join(WHAT_CHOICES)}, got {text!r}")
-    return tuple(name for name in WHAT_CHOICES if name in names)
+        raise ValueError(f"expected a comma-separated subset of {','.join(_WHAT_CHOICES)}, got {text!r}")
+    return tuple(name for name in _WHAT_CHOICES if name in names)
 
 
 def parse_modules(text: str) -> tuple[int, ...] | None:
@@ -127,3 +170,13 @@ def parse_shard(text: str) -> Shard:
     if count < 1 or not 0 <= index < count:
         raise ValueError(f"shard I/N needs N >= 1 and 0 <= I < N, got {text!r}")
     return Shard(index, count)
+
+
+def format_modules(modules: tuple[int, ...] | None) -> str:
+    """The ``--modules`` text of ``modules``: the inverse of ``parse_modules``."""
+    return "all" if modules is None else ",".join(map(str, modules))
+
+
+def format_what(what: tuple[str, ...]) -> str:
+    """The ``--what`` text of ``what``: the inverse of ``parse_what``."""
+    return ",".join(what)

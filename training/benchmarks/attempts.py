@@ -1,11 +1,11 @@
-"""The design choices of ``smooth_infomax/inference.py``, measured one by one on 10 s of audio.
+"""The design choices of ``smooth_infomax/inference/``, measured one by one on 10 s of audio.
 
     python -m training.benchmarks.attempts [--threads N] [--compile] [--out FILE.json]
 
 - each conv layer of the SIM stack as oneDNN conv1d (channel-first, as ``nn.Conv1d``), as a channels-last conv2d
-  of height 1 (what ``inference.py`` runs), and as one matmul over reshaped views of channels-last input (kernel =
+  of height 1 (what ``inference/convs.py`` runs), and as one matmul over reshaped views of channels-last input (kernel =
   2 x stride: ``Y = blocks @ [W0 W1]``, then ``Y0[t] + Y1[t + 1]``), and as the same kernel-2 conv over blocks
-  by Winograd's F(2, 2) (three matmuls per two output frames; what ``convs.py`` runs on AVX2 CPUs in float32),
+  by Winograd's F(2, 2) (three matmuls per two output frames; what ``inference/convs.py`` runs on AVX2 CPUs in float32),
   in float32 and bfloat16;
 - the first layer (one input channel) as conv1d and as a matmul over a strided view;
 - the GRU with autocast on (weights cast at every time step) and off;
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from smooth_infomax import SmoothInfoMaxEncoder
 from smooth_infomax.config import preset
-from smooth_infomax.convs import FoldedConv, block_taps
+from smooth_infomax.inference.convs import FoldedConv, block_taps
 from training.benchmarks.common import machine, print_table, timed, write_json
 
 SECONDS = 10

@@ -27,10 +27,18 @@ import torch
 
 from smooth_infomax import SmoothInfoMaxEncoder
 from smooth_infomax.cli import main as sim_extract
-from smooth_infomax.extraction.readers import load_features
-from smooth_infomax.pieces import piece_groups
-from training.benchmarks.common import (SAMPLE_RATE, machine, matmul_rate_gflops, mixed_durations_s, print_table,
-                                        timed, write_corpus, write_json)
+from smooth_infomax.extraction import load_features
+from smooth_infomax.inference import piece_groups
+from training.benchmarks.common import (
+    SAMPLE_RATE,
+    machine,
+    matmul_rate_gflops,
+    mixed_durations_s,
+    print_table,
+    timed,
+    write_corpus,
+    write_json,
+)
 from training.benchmarks.flops import flops_per_audio_second
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import time
 from pathlib import Path
 
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 
 from smooth_infomax import SmoothInfoMaxEncoder
-from smooth_infomax.pieces import piece_groups
+from smooth_infomax.inference import piece_groups
 from training.benchmarks.common import SAMPLE_RATE, mixed_durations_s, print_table, speech_like, write_json
 from training.benchmarks.extraction import difference, naive_features
 from training.benchmarks.flops import flops_per_audio_second
@@ -79,12 +80,12 @@ def extraction_rows(args, device: torch.device, ceilings: dict[str, float]) -> l
     wavs = [torch.from_numpy(speech_like(d, rng)).to(device) for d in durations]
     audio_s = sum(len(w) for w in wavs) / SAMPLE_RATE
     flops = flops_per_audio_second(encoder.config)["total"]
-    naive = lambda: [[m.float().cpu() for m in naive_features(encoder, w)] for w in wavs]  # noqa: E731
+    naive = lambda: [[m.float().cpu() for m in naive_features(encoder, w)] for w in wavs]
     naive()
     seconds, reference = device_seconds(device, naive)
     rows = [_row("naive", "float32", seconds, audio_s, flops, ceilings, (0.0, 0.0), None)]
     for name in args.dtypes.split(","):
-        run = lambda: run_extract(encoder, wavs, DTYPES[name], args.batch_seconds)  # noqa: E731
+        run = functools.partial(run_extract, encoder, wavs, DTYPES[name], args.batch_seconds)
         run()
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)

@@ -25,7 +25,8 @@ from training.objective import Generators, GreedyObjective
 from training.train import cpu_has_native_bf16
 
 
-def step_rounds(preset_name: str, waveform: torch.Tensor, steps: int) -> tuple[dict[str, list[float]], dict[str, float]]:
+def step_rounds(preset_name: str, waveform: torch.Tensor,
+                steps: int) -> tuple[dict[str, list[float]], dict[str, float]]:
     """Seconds of each of ``steps`` rounds of a float32 and a bfloat16 Adam step, taken in turns, and each copy's
     first loss (same weights and crops, so they differ only by precision)."""
     torch.manual_seed(0)
@@ -57,14 +58,15 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
-    waveform = torch.from_numpy(np.stack([speech_like(args.crop_samples / SAMPLE_RATE, rng) for _ in range(args.batch)]))
+    clips = [speech_like(args.crop_samples / SAMPLE_RATE, rng) for _ in range(args.batch)]
+    waveform = torch.from_numpy(np.stack(clips))
     waveform = waveform.unsqueeze(1)
     audio_s = args.batch * args.crop_samples / SAMPLE_RATE
     rows, result = [], {"machine": machine(), "native_bf16": cpu_has_native_bf16(), "batch": args.batch,
                         "crop_samples": args.crop_samples, "presets": {}}
     for name in args.presets.split(","):
         seconds, first_loss = step_rounds(name, waveform, args.steps)
-        ratio = statistics.median(a / b for a, b in zip(seconds["float32"], seconds["bfloat16"]))
+        ratio = statistics.median(a / b for a, b in zip(seconds["float32"], seconds["bfloat16"], strict=True))
         median = {dtype: statistics.median(each) for dtype, each in seconds.items()}
         result["presets"][name] = {"seconds_each": seconds, "bf16_speedup": ratio, "first_loss": first_loss}
         rows.append([name, *(f"{1 / median[d]:.3f} / {audio_s / median[d]:.1f}" for d in ("float32", "bfloat16")),

@@ -84,7 +84,7 @@ def loss_only_seconds(objectives: dict[str, GreedyObjective], waveform: torch.Te
         draws = Generators.seeded(0, waveform.device).draws
         total = 0.0
         with autocast(waveform.device, bf16):
-            for (context, target), predictor in zip(features, objective.predictors.layers):
+            for (context, target), predictor in zip(features, objective.predictors.layers, strict=True):
                 batch, frames, _ = target.shape
                 sampled = draw_infonce(batch, frames, loss_config.positive_window_frames, loss_config.negatives,
                                        draws, target.device)
@@ -125,7 +125,7 @@ def compare_formulations(name: str, waveform: torch.Tensor, steps: int, bf16: bo
 
 def median_ratio(numerators: list[float], denominators: list[float]) -> float:
     """Median over rounds of ``numerator / denominator`` (the two timed in the same round)."""
-    return statistics.median(n / d for n, d in zip(numerators, denominators))
+    return statistics.median(n / d for n, d in zip(numerators, denominators, strict=True))
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -19,8 +19,7 @@ import numpy as np
 import torch
 
 from smooth_infomax.audio import HOP_SAMPLES, SAMPLE_RATE
-from training.data.phones import (ESPEAK_MAP, PHONE_INDEX, PHONES, RADIO_MAP, SIL, TIMIT_FOLD, frame_labels,
-                                  map_segments)
+from training.data.phones import ESPEAK_MAP, PHONE_INDEX, PHONES, RADIO_MAP, SIL, TIMIT_FOLD, frame_labels, map_segments
 
 ENGINES = ("flite", "espeak")
 FLITE_VOICE = "slt"
@@ -132,7 +131,7 @@ def project_labels(target_frames: np.ndarray, source_frames: np.ndarray, source_
     ``source_labels`` ``(n_source,)``."""
     rows, cols = dtw_path(cosine_distance(target_frames, source_frames))
     first = np.full(len(target_frames), -1)
-    for row, col in zip(rows[::-1], cols[::-1]):
+    for row, col in zip(rows[::-1], cols[::-1], strict=True):
         first[row] = col
     return source_labels[first]
 
@@ -144,7 +143,7 @@ def label_segments(labels: np.ndarray) -> list[tuple[float, float, int]]:
     hop_s = HOP_SAMPLES / SAMPLE_RATE
     change = np.flatnonzero(np.diff(labels)) + 1
     starts, ends = np.r_[0, change], np.r_[change, len(labels)]
-    return [(start * hop_s, end * hop_s, int(labels[start])) for start, end in zip(starts, ends)]
+    return [(start * hop_s, end * hop_s, int(labels[start])) for start, end in zip(starts, ends, strict=True)]
 
 
 def merge_segments(segments: Sequence[tuple[float, float, int]]) -> list[tuple[float, float, int]]:

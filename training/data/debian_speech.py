@@ -183,9 +183,9 @@ def build_corpus(out: Path, cache: Path, deb_dir: Path | None = None, voices: tu
                          "language": voice.language, "voice": voice.voice, "prompt": prompt,
                          "split": prompt_split(prompt, eval_fraction), "duration_s": round(duration_s, 3),
                          "transcript": transcripts.get(prompt, "") if voice.language == "en" else ""})
+        seconds = sum(r["duration_s"] for r in rows if r["package"] == voice.package)
         packages[voice.package] = {"version": version, "licence": voice.licence, "language": voice.language,
-                                   "voice": voice.voice, "files": len(prompts),
-                                   "hours": round(sum(r["duration_s"] for r in rows if r["package"] == voice.package) / 3600, 3)}
+                                   "voice": voice.voice, "files": len(prompts), "hours": round(seconds / 3600, 3)}
     return _write_index(out, rows, packages, eval_fraction)
 
 
@@ -197,11 +197,13 @@ def _write_index(out: Path, rows: list[dict], packages: dict, eval_fraction: flo
     columns = list(rows[0]) if rows else []
     lines = ["\t".join(columns)] + ["\t".join(str(r[c]).replace("\t", " ") for c in columns) for r in rows]
     (out / "utterances.tsv").write_text("\n".join(lines) + "\n")
-    hours = {split: round(sum(r["duration_s"] for r in rows if r["split"] == split) / 3600, 3) for split in ("train", "test")}
+    hours = {split: round(sum(r["duration_s"] for r in rows if r["split"] == split) / 3600, 3)
+             for split in ("train", "test")}
     manifest = {"format_version": FORMAT_VERSION, "eval_fraction": eval_fraction, "packages": packages,
                 "utterances": {s: sum(r["split"] == s for r in rows) for s in ("train", "test")}, "hours": hours,
                 "speakers": sorted({r["id"].split("-")[0] for r in rows}),
-                "excluded": {"reserved_packages": list(RESERVED_PACKAGES), "reserved_folders": {k: list(v) for k, v in RESERVED_FOLDERS.items()},
+                "excluded": {"reserved_packages": list(RESERVED_PACKAGES),
+                             "reserved_folders": {k: list(v) for k, v in RESERVED_FOLDERS.items()},
                              "non_speech_folders": list(NON_SPEECH_FOLDERS),
                              "non_speech_prompts": "prompts whose English transcript is in [brackets] (tones)",
                              "shorter_than_bytes": MIN_G722_BYTES}}

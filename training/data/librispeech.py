@@ -19,9 +19,9 @@ import json
 import random
 import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -32,9 +32,10 @@ from smooth_infomax.analysis.probes import align_labels
 from smooth_infomax.audio import HOP_SAMPLES, SAMPLE_RATE
 from training.data.audio_io import AudioFileError, audio_info, read_audio
 
-__all__ = ["AUDIO_EXTENSIONS", "CROP_SAMPLES", "CorpusPaths", "clear_previous_build", "CropDataset", "CropItem", "UtteranceDataset",
-           "UtteranceItem", "align_labels", "build_speaker_map", "crop_offset", "load_speaker_map", "make_loader",
-           "read_phone_labels", "read_split", "save_speaker_map", "seed_worker", "speaker_of", "utterance_path"]
+__all__ = ["AUDIO_EXTENSIONS", "CROP_SAMPLES", "CorpusPaths", "clear_previous_build", "CropDataset", "CropItem",
+           "UtteranceDataset", "UtteranceItem", "align_labels", "build_speaker_map", "crop_offset",
+           "load_speaker_map", "make_loader", "read_phone_labels", "read_split", "save_speaker_map",
+           "seed_worker", "speaker_of", "utterance_path"]
 
 CROP_SAMPLES = 20480
 """GIM/SIM training crop: 1.28 s, 128 frames."""

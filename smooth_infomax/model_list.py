@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..hub import CONFIG_NAME, WEIGHTS_NAME, shipped_models
+from .hub import CONFIG_NAME, WEIGHTS_NAME, shipped_models
 
 
 def model_list_lines(cache_dir: str | Path | None = None) -> list[str]:
@@ -32,7 +32,8 @@ def cached_models(cache_dir: str | Path | None = None) -> list[tuple[str, list[s
     for repo in sorted(info.repos, key=lambda r: r.repo_id):
         if repo.repo_type != "model":
             continue
-        revisions = [_label(rev) for rev in sorted(repo.revisions, key=lambda r: r.commit_hash) if _is_sim(rev.snapshot_path)]
+        by_commit = sorted(repo.revisions, key=lambda r: r.commit_hash)
+        revisions = [_label(rev) for rev in by_commit if _is_sim(rev.snapshot_path)]
         if revisions:
             found.append((repo.repo_id, revisions))
     return found

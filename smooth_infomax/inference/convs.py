@@ -1,5 +1,5 @@
 """The conv layers of the inference path, channels-last ``(batch, frames, dim)``, in the fastest form measured for
-each shape and machine (docs/performance.md):
+each shape and machine (the measurements: docs/performance.md):
 
 - a conv reading a single input channel (the first layer, on raw audio): one matmul over a strided, overlapping
   view of the padded waveform;
@@ -41,7 +41,7 @@ class FoldedConv:
         if self.weight.shape[1] == 1:
             x = self._single_channel_matmul(x, margins)
         elif self.taps is not None:
-            x = self._block_conv(x, margins, padded)
+            x = self._block_conv(x, self.taps, margins, padded)
         else:
             x = conv_channels_last(x, self.weight, self.bias, self.stride, self.padding)
         return torch.relu_(x) if self.relu else x
@@ -55,6 +55,8 @@ class FoldedConv:
         return self.padding, (frames + 1) * self.stride - input_frames - self.padding
 
     def _single_channel_matmul(self, x: torch.Tensor, margins: tuple[int, int]) -> torch.Tensor:
+        # why: oneDNN's conv handles a single input channel badly; as windows of the waveform (a strided view, no
+        # copy) times the weights it is one matmul at the matmul rate
         kernel = self.weight.shape[-1]
         left, right = (self.padding + margin * self.stride for margin in margins)
         padded = F.pad(x[..., 0], (left, right))  # (batch, samples + left + right)
@@ -62,17 +64,17 @@ class FoldedConv:
         windows = padded.as_strided((padded.shape[0], frames, kernel), (padded.stride(0), self.stride, 1))
         return F.linear(windows, self.weight[:, 0, 0], self.bias)
 
-    def _block_conv(self, x: torch.Tensor, margins: tuple[int, int], padded: bool) -> torch.Tensor:
+    def _block_conv(self, x: torch.Tensor, taps: torch.Tensor, margins: tuple[int, int], padded: bool) -> torch.Tensor:
         """Kernel = 2 x stride: the padded input read as blocks of ``stride`` frames ``(batch, frames + 1, stride *
         in)`` (a view); output frame t is ``A0 b[t] + A1 b[t + 1]``, the kernel's two halves applied to blocks t and
         t + 1."""
         if not padded:
             left, right = self.block_margins(x.shape[1])
             x = F.pad(x, (0, 0, left + margins[0] * self.stride, right + margins[1] * self.stride))
-        blocks = x.reshape(x.shape[0], x.shape[1] // self.stride, -1)
+        blocks = x.reshape(x.shape[0], x.shape[1] // self.stride, -1)  # a view: no copy of the input
         out = blocks.new_empty(blocks.shape[0], blocks.shape[1] - 1, self.bias.shape[0])
         for item in range(blocks.shape[0]):
-            winograd_f22(blocks[item], self.taps, self.bias, out[item])
+            winograd_f22(blocks[item], taps, self.bias, out[item])
         return out
 
 
@@ -87,6 +89,8 @@ def winograd_f22(blocks: torch.Tensor, taps: torch.Tensor, bias: torch.Tensor, o
         bias: ``(out,)``.
         out: ``(frames, out)``, written in place.
     """
+    # why: on AVX2 CPUs a matmul runs at over twice the rate of oneDNN's channels-last conv, and Winograd's F(2, 2)
+    # needs a quarter fewer multiplications than the plain matmul over blocks, for two subtractions over the input
     pairs = out.shape[0] // 2
     first, middle, after = blocks[0: 2 * pairs: 2], blocks[1: 2 * pairs: 2], blocks[2: 2 * pairs + 1: 2]
     rows = out[: 2 * pairs].view(pairs, 2, out.shape[1])
@@ -107,11 +111,10 @@ def conv_channels_last(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
 
 
 def block_conv_applies(weight: torch.Tensor, stride: int, dtype: torch.dtype, device: torch.device) -> bool:
-    """Whether a conv of ``weight (out, in, kernel)`` runs as ``FoldedConv._block_conv``: float32 on a CPU whose
-    best vector ISA is AVX2, where oneDNN's channels-last convolution runs at under half the rate of a matmul (SIM
-    layer 2 on 8 s: 626 ms as conv2d, 249 ms as a matmul over blocks, about 160 ms with Winograd's F(2, 2), on an
-    AMD Zen 3; on AVX-512 CPUs the conv2d is 1.9x faster than the matmul instead), for a multi-channel kernel of
-    twice the stride."""
+    """Whether a conv of ``weight (out, in, kernel)`` runs as a Winograd conv over blocks (``winograd_f22``): a
+    multi-channel kernel of twice the stride, in float32 on a CPU whose best vector ISA is AVX2, where oneDNN's
+    channels-last convolution runs at under half the rate of a matmul; on AVX-512 CPUs the conv2d is the faster one
+    (docs/performance.md, "An AVX2 CPU")."""
     return (device.type == "cpu" and dtype == torch.float32 and weight.shape[1] > 1
             and weight.shape[2] == 2 * stride and torch.backends.cpu.get_cpu_capability() == "AVX2")
 
@@ -126,6 +129,18 @@ def block_taps(weight: torch.Tensor, stride: int) -> torch.Tensor:
     return torch.stack([first, first + second, second]).contiguous()
 
 
+def mask_tail_(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Zero, in place, frames at or past each item's length; ``x (batch, frames, dim)``, ``lengths`` on the CPU.
+    Returns ``x``."""
+    # why in place and per item: a batch without padding (the common case) costs no pass over memory at all
+    for item, length in enumerate(lengths.tolist()):
+        if length < x.shape[1]:
+            x[item, length:] = 0
+    return x
+
+
 def writes_margins(conv: FoldedConv, padded: bool) -> bool:
     """Whether ``conv`` can compute rows beyond its frames (``FoldedConv.__call__``'s margins) on this input."""
+    # why margins: the next block conv then reads its zero-padded input in place, without a padded copy of this
+    # layer's whole output
     return not padded and (conv.weight.shape[1] == 1 or conv.taps is not None)

@@ -1,5 +1,14 @@
-"""Finding the audio to process: a recursive walk of IN_DIR (symlink loops are detected and skipped) or a manifest
-file listing paths."""
+"""Finding the inputs and naming their outputs: a recursive walk of IN_DIR (symlink loops are detected and
+skipped) or a manifest file listing paths, and each input's *key*, its mirrored path under OUT_DIR.
+
+An input's key is its path relative to IN_DIR with ``.`` and ``..`` resolved lexically (``a/./b/../c.wav`` is
+``a/c.wav``); a file outside IN_DIR (an absolute path or ``..`` in a manifest) gets the key
+``__external__/<its absolute path without the leading />``. Keys never contain ``..``, so
+``OUT_DIR / key + suffix`` is inside OUT_DIR. The output keeps the input's full file name and adds a suffix
+(``a/c.wav`` -> ``a/c.wav.safetensors``), so ``c.wav`` and ``c.flac`` in one folder never collide. At write time
+every output folder is resolved (symlinks followed) and refused if it lies outside the resolved OUT_DIR
+(``store.OutputTree``).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +20,49 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 
-from .paths import display, source_key
+from .settings import RunOptions
+
+EXTERNAL_DIR = "__external__"
+"""Folder under OUT_DIR that mirrors inputs lying outside IN_DIR (absolute paths, ``..`` in a manifest)."""
+
+OUTPUT_SUFFIXES = {"safetensors": ".safetensors", "npz": ".npz", "npy": ".features"}
+"""Suffix added to the input's file name; ``npy`` output is a folder of ``.npy`` files."""
+
+
+class OutsideOutputDir(ValueError):
+    """An output path would resolve outside OUT_DIR (for example through a symlink inside OUT_DIR)."""
+
+
+def source_key(in_dir: Path, path: str | os.PathLike) -> PurePosixPath:
+    """The mirrored relative path of ``path`` (relative paths are taken relative to ``in_dir``).
+
+    Example:
+        >>> source_key(Path("/data/in"), "a/../b/c.wav")
+        PurePosixPath('b/c.wav')
+        >>> source_key(Path("/data/in"), "/corpus/x.wav")
+        PurePosixPath('__external__/corpus/x.wav')
+    """
+    root = Path(os.path.normpath(os.path.abspath(in_dir)))
+    full = Path(os.path.normpath(root / os.fspath(path)))
+    for base in (root, Path(os.path.realpath(root))):
+        try:
+            relative = full.relative_to(base)
+        except ValueError:
+            continue
+        if relative.parts:
+            return PurePosixPath(*relative.parts)
+        raise ValueError(f"{path}: is IN_DIR itself, not a file")
+    anchorless = [part for part in full.parts[1:] if part]
+    drive = full.drive.rstrip(":\\/").replace(":", "") if full.drive else ""
+    return PurePosixPath(EXTERNAL_DIR, *([drive] if drive else []), *anchorless)
+
+
+def output_path(out_dir: Path, key: PurePosixPath, fmt: str) -> Path:
+    """``out_dir / key`` with the format's suffix added to the file name."""
+    if key.is_absolute() or any(part in ("", ".", "..") for part in key.parts):
+        raise OutsideOutputDir(f"{key}: not a clean relative path")
+    return out_dir.joinpath(*key.parts[:-1], key.name + OUTPUT_SUFFIXES[fmt])
+
 
 AUDIO_EXTENSIONS = frozenset({
     "wav", "wave", "flac", "ogg", "oga", "opus", "mp3", "aif", "aiff", "aifc", "au", "snd", "caf", "w64", "rf64",
@@ -22,7 +73,7 @@ AUDIO_EXTENSIONS = frozenset({
 
 @dataclass(frozen=True)
 class Source:
-    """One input: ``path`` is where the audio is read from, ``key`` its mirrored path (see ``paths.py``)."""
+    """One input: ``path`` is where the audio is read from, ``key`` its mirrored path (see above)."""
 
     key: PurePosixPath
     path: Path
@@ -47,7 +98,7 @@ class InputListError(ValueError):
 
 
 @dataclass(frozen=True)
-class UnlistableFolder:
+class _UnlistableFolder:
     """A folder under IN_DIR whose files cannot be known: its mirrored ``key``, ``path`` and the ``reason``."""
 
     key: PurePosixPath
@@ -61,7 +112,7 @@ class Walk(NamedTuple):
 
     sources: list[Source]
     warnings: list[str]
-    unlistable: list[UnlistableFolder]
+    unlistable: list[_UnlistableFolder]
 
 
 def walk_audio(in_dir: Path, pattern: str | None = None, skip: Iterable[Path] = ()) -> Walk:
@@ -80,7 +131,7 @@ def walk_audio(in_dir: Path, pattern: str | None = None, skip: Iterable[Path] = 
         try:
             identity = _identity(folder)
         except OSError as err:
-            walk.unlistable.append(UnlistableFolder(key, folder, f"cannot open folder ({err.strerror or err})"))
+            walk.unlistable.append(_UnlistableFolder(key, folder, f"cannot open folder ({err.strerror or err})"))
             continue
         if identity in seen or identity in skipped:
             if identity in seen:
@@ -90,7 +141,7 @@ def walk_audio(in_dir: Path, pattern: str | None = None, skip: Iterable[Path] = 
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name, reverse=True)
         except OSError as err:
-            walk.unlistable.append(UnlistableFolder(key, folder, f"cannot list folder ({err.strerror or err})"))
+            walk.unlistable.append(_UnlistableFolder(key, folder, f"cannot list folder ({err.strerror or err})"))
             continue
         for entry in entries:
             if entry.name.startswith("."):
@@ -111,7 +162,7 @@ def _refuse_unlistable_root(walk: Walk, in_dir: Path) -> None:
             raise InputListError(f"IN_DIR {display(in_dir)}: {folder.reason}")
 
 
-def read_manifest(manifest: Path, in_dir: Path) -> list[Source]:
+def _read_manifest(manifest: Path, in_dir: Path) -> list[Source]:
     """Sources listed in ``manifest``: one path per line (a TSV line's first column), or JSON lines with a
     ``path`` or ``audio_filepath`` field. Blank lines and lines starting with ``#`` are ignored; relative paths
     are relative to ``in_dir``; a UTF-8 byte order mark is ignored. ``InputListError`` naming the file and line
@@ -164,3 +215,17 @@ def _is_dir(entry: os.DirEntry) -> bool:
         return entry.is_dir(follow_symlinks=True)
     except OSError:
         return False
+
+
+def collect_sources(options: RunOptions) -> Walk:
+    """The inputs, from the manifest if one is given, else from a walk of IN_DIR (OUT_DIR excluded); ``--glob``
+    filters both. ``InputListError`` if the list cannot be made."""
+    if options.manifest is not None:
+        listed = _read_manifest(options.manifest, options.in_dir)
+        return Walk([s for s in listed if options.pattern is None or matches(s.key, options.pattern)], [], [])
+    return walk_audio(options.in_dir, options.pattern, skip=[options.out_dir])
+
+
+def display(path: str | os.PathLike) -> str:
+    """A printable, valid-Unicode form of a path (undecodable bytes shown as ``\\xNN``)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
