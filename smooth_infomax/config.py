@@ -188,7 +188,7 @@ class EncoderConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EncoderConfig:
         """Build a config from a plain dict; an unknown or missing key is a ``ValueError`` naming it."""
-        data = _only_known(cls, data, "config")
+        data = strict_fields(cls, data, "config")
         version = data.get("format_version", FORMAT_VERSION)
         if isinstance(version, int) and version > FORMAT_VERSION:
             raise ValueError(
@@ -198,7 +198,7 @@ class EncoderConfig:
         if "modules" not in data or not isinstance(data["modules"], (list, tuple)):
             raise ValueError("config.modules must be a list")
         modules = tuple(_module_from_dict(m, f"modules[{i}]") for i, m in enumerate(data["modules"]))
-        loss = LossConfig(**_only_known(LossConfig, data.get("loss", {}), "loss"))
+        loss = LossConfig(**strict_fields(LossConfig, data.get("loss", {}), "loss"))
         return cls(**{**data, "modules": modules, "loss": loss})
 
     @classmethod
@@ -221,16 +221,18 @@ class EncoderConfig:
 
 
 def _module_from_dict(data: Any, where: str) -> ModuleConfig:
-    data = _only_known(ModuleConfig, data, where)
+    data = strict_fields(ModuleConfig, data, where)
     layers = data.get("conv_layers", [])
     if not isinstance(layers, (list, tuple)):
         raise ValueError(f"{where}.conv_layers must be a list")
-    conv = tuple(ConvLayerConfig(**_only_known(ConvLayerConfig, d, f"{where}.conv_layers[{j}]"))
+    conv = tuple(ConvLayerConfig(**strict_fields(ConvLayerConfig, d, f"{where}.conv_layers[{j}]"))
                  for j, d in enumerate(layers))
     return ModuleConfig(**{**data, "conv_layers": conv})
 
 
-def _only_known(cls: type, data: Any, where: str) -> dict[str, Any]:
+def strict_fields(cls: type, data: Any, where: str) -> dict[str, Any]:
+    """``data`` as keyword arguments of the dataclass ``cls``: a JSON object with no unknown and no missing keys,
+    else a ``ValueError`` naming ``where`` and the keys."""
     if not isinstance(data, dict):
         raise ValueError(f"{where} must be a JSON object, not {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}

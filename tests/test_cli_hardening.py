@@ -161,8 +161,8 @@ def test_temp_file_of_a_live_process_is_never_removed(tmp_path, tiny_model):
     out = tmp_path / "out"
     out.mkdir()
     host = socket.gethostname()
-    live = subprocess.Popen(["sleep", "60"])
-    dead = subprocess.Popen(["true"])
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     try:
         live_temp = out / f".a.wav.safetensors.tmp-{host}-{live.pid}-0123abcd"

@@ -26,7 +26,7 @@ from torch import nn
 
 from .. import hub
 from ..card import hub_metadata
-from ..config import CPC_CONV_LAYERS, EncoderConfig
+from ..config import CPC_CONV_LAYERS, EncoderConfig, strict_fields
 
 DECODER_KIND = "smooth-infomax-decoder"
 DECODER_FORMAT_VERSION = 1
@@ -90,13 +90,7 @@ class DecoderConfig:
 
     @classmethod
     def from_json(cls, text: str) -> DecoderConfig:
-        data = json.loads(text)
-        if not isinstance(data, dict):
-            raise ValueError("decoder config must be a JSON object")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"decoder config has unknown key(s) {unknown}")
+        data = strict_fields(cls, json.loads(text), "decoder config")
         data["layers"] = tuple(tuple(int(v) for v in layer) for layer in data.get("layers", ()))
         return cls(**data)
 

@@ -24,7 +24,7 @@ from torch import nn
 
 from .. import hub
 from ..card import hub_metadata
-from ..config import EncoderConfig
+from ..config import EncoderConfig, strict_fields
 
 LOGMEL_KIND = "smooth-infomax-logmel-decoder"
 LOGMEL_FORMAT_VERSION = 1
@@ -139,13 +139,7 @@ class LogMelDecoderConfig:
 
     @classmethod
     def from_json(cls, text: str) -> LogMelDecoderConfig:
-        data = json.loads(text)
-        if not isinstance(data, dict):
-            raise ValueError("decoder config must be a JSON object")
-        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ValueError(f"log-mel decoder config has unknown key(s) {unknown}")
-        return cls(**data)
+        return cls(**strict_fields(cls, json.loads(text), "log-mel decoder config"))
 
 
 def logmel_config_for(encoder_config: EncoderConfig, module: int, hidden_channels: int = 256,
