@@ -9,7 +9,7 @@ means of each decoded module are decoded, and the decoded log-mel frames are com
   decoder, or ``LogMelSettings()`` when the module has none);
 * error: mean absolute difference over every frame and band (natural-log units);
 * baseline: the same error of the utterance's own mean log-mel spectrum repeated on every frame (a per-clip constant);
-* ratio = error / baseline. The acceptance bar of issue 21: the module-2 log-mel decoder's ratio at most 0.6.
+* ratio = error / baseline. The bar the shipped decoders meet: the module-2 log-mel decoder's ratio at most 0.6.
 """
 
 from __future__ import annotations
