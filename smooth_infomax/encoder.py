@@ -98,6 +98,16 @@ class SmoothInfoMaxEncoder(nn.Module):
         return self.config.sample_rate
 
     @property
+    def device(self) -> torch.device:
+        """The device of the weights (all on one device; ``.to(device)`` moves them)."""
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The floating-point dtype of the weights."""
+        return next(self.parameters()).dtype
+
+    @property
     def output_dims(self) -> list[int]:
         return self.config.output_dims()
 

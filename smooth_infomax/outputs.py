@@ -107,6 +107,13 @@ class Extraction:
     def __len__(self) -> int:
         return len(self.modules)
 
+    def __repr__(self) -> str:
+        """One line per module: shapes, hop and valid frames, never the tensors' values."""
+        lines = [f"Extraction({len(self.modules)} modules, batch {len(self.input_lengths)}, "
+                 f"{self.input_sample_rate} Hz in, {self.sample_rate} Hz run)"]
+        lines += [f"  {_module_line(features)}" for features in self.modules]
+        return "\n".join(lines)
+
     def __iter__(self):
         return iter(self.modules)
 
@@ -128,3 +135,12 @@ class ModuleTrainOutput:
     mean: torch.Tensor
     logvar: torch.Tensor | None
     lengths: torch.Tensor
+
+
+def _module_line(features: ModuleFeatures) -> str:
+    held = [name for name, present in (("logvar", features.logvar is not None),
+                                       ("sample", features.sample is not features.mean)) if present]
+    lengths = features.lengths.tolist()
+    frames = str(lengths) if len(lengths) <= 8 else f"{min(lengths)}-{max(lengths)}"
+    return (f"module {features.index}: mean {tuple(features.mean.shape)} {features.mean.dtype}, "
+            f"hop {features.hop_samples} samples, valid frames {frames}" + (f"; {', '.join(held)}" if held else ""))

@@ -174,3 +174,20 @@ def test_importing_the_package_loads_no_plotting_or_sklearn():
             "bad = [m for m in ('matplotlib', 'sklearn') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
     result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_sim_analyze_names_the_missing_extra_before_any_work(tmp_path):
+    """Without matplotlib (hidden in sys.modules), every subcommand stops at once, naming the extra; --help works."""
+    hide = ("import sys\n"
+            "sys.modules['matplotlib'] = None  # as if not installed: import fails, find_spec gives None\n"
+            "from smooth_infomax.analysis.cli import main\n"
+            "main(sys.argv[1:])\n")
+    clip = Path(__file__).resolve().parents[1] / "smooth_infomax" / "examples" / "flite_rms.flac"
+    run = subprocess.run([sys.executable, "-c", hide, "traverse", "sim-mix", str(clip), str(tmp_path / "out")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1
+    assert "missing: matplotlib" in run.stderr and "pip install 'smooth-infomax[analysis]'" in run.stderr
+    assert not (tmp_path / "out").exists()
+    helped = subprocess.run([sys.executable, "-c", hide, "traverse", "--help"], capture_output=True, text=True,
+                            timeout=120)
+    assert helped.returncode == 0 and "Usage" in helped.stdout

@@ -261,3 +261,17 @@ def test_deterministic_module_context_is_mean():
     outputs = encoder(torch.randn(2, 8000))
     assert outputs[0].logvar is None
     assert torch.equal(outputs[0].context, outputs[0].target)
+
+
+def test_device_dtype_and_a_one_line_per_module_repr():
+    encoder = SmoothInfoMaxEncoder.from_preset("sim").eval()
+    assert (encoder.device, encoder.dtype) == (torch.device("cpu"), torch.float32)
+    assert encoder.to(torch.float64).dtype == torch.float64
+    encoder = encoder.float()
+    out = encoder.extract(torch.randn(2, 8000), sample_rate=16000, lengths=torch.tensor([8000, 4000]), sample=True)
+    lines = repr(out).splitlines()
+    assert lines[0] == "Extraction(4 modules, batch 2, 16000 Hz in, 16000 Hz run)"
+    assert lines[3] == ("  module 2: mean (2, 50, 512) torch.float32, hop 160 samples, valid frames [50, 25]; "
+                        "logvar, sample")
+    assert lines[4].endswith("valid frames [50, 25]") and len(lines) == 5  # the GRU has no logvar or sample
+    assert "tensor(" not in repr(out)

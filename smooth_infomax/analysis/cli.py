@@ -7,6 +7,7 @@ Subcommands: ``report`` (everything, as an HTML page), ``train-decoder``, ``trav
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from pathlib import Path
 
@@ -70,7 +71,26 @@ def _threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-@click.group(context_settings=_CONTEXT)
+def _require_extra(*modules: str) -> None:
+    """Fail before any work when the ``analysis`` extra is not installed, naming what is missing."""
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if missing:
+        raise click.ClickException(f"sim-analyze needs the 'analysis' extra (missing: {', '.join(missing)}); "
+                                   "install it with: pip install 'smooth-infomax[analysis]'")
+
+
+class _CheckedGroup(click.Group):
+    """Checks the extra once a subcommand is chosen, before its work; its ``--help`` needs no extra."""
+
+    def resolve_command(self, ctx: click.Context,
+                        args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        if not {"-h", "--help"} & set(rest):
+            _require_extra("matplotlib", "sklearn")
+        return name, command, rest
+
+
+@click.group(cls=_CheckedGroup, context_settings=_CONTEXT)
 def main() -> None:
     """Interpretability analyses of Smooth InfoMax encoders."""
 
