@@ -230,6 +230,14 @@ def _module_from_dict(data: Any, where: str) -> ModuleConfig:
     return ModuleConfig(**{**data, "conv_layers": conv})
 
 
+def check_format(kind: str, expected_kind: str, version: int, newest_version: int, what: str) -> None:
+    """Refuse a saved config of another ``kind`` or of a ``format_version`` newer than this package reads."""
+    if kind != expected_kind:
+        raise ValueError(f"not a {what} config (kind {kind!r}, expected {expected_kind!r})")
+    if version > newest_version:
+        raise ValueError(f"{what} format_version {version} is newer than this package understands")
+
+
 def strict_fields(cls: type, data: Any, where: str) -> dict[str, Any]:
     """``data`` as keyword arguments of the dataclass ``cls``: a JSON object with no unknown and no missing keys,
     else a ``ValueError`` naming ``where`` and the keys."""

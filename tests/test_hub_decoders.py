@@ -47,9 +47,14 @@ def _move_branch_after_config(monkeypatch, hub, repo_id: str, config_path: str, 
 @pytest.fixture
 def two_decoders(hub):
     """A repo whose branch ``stable`` holds decoder 0 (commit ``first``) while ``main`` has moved on to decoder 1."""
-    repo_id = f"sim-team/decoders-{uuid.uuid4().hex[:8]}"
+    return _stable_branch_then_main_moves("decoders", _decoder(0), _decoder(1))
+
+
+def _stable_branch_then_main_moves(prefix: str, first, second):
+    """Push ``first``, point branch ``stable`` at its commit, then push ``second`` to main; returns
+    ``repo_id, (first, its commit), (second, its commit)``."""
+    repo_id = f"sim-team/{prefix}-{uuid.uuid4().hex[:8]}"
     api = HfApi()
-    first, second = _decoder(0), _decoder(1)
     first.push_to_hub(repo_id)
     first_commit = api.list_repo_commits(repo_id)[0].commit_id
     api.create_branch(repo_id, branch="stable", revision=first_commit)
@@ -71,14 +76,8 @@ def test_decoder_weights_come_from_the_commit_of_its_config(two_decoders, hub, m
 
 
 def test_encoder_weights_come_from_the_commit_of_its_config(hub, monkeypatch, tmp_path):
-    repo_id = f"sim-team/encoders-{uuid.uuid4().hex[:8]}"
-    api = HfApi()
-    first, second = tiny_encoder(0), tiny_encoder(1)
-    first.push_to_hub(repo_id)
-    first_commit = api.list_repo_commits(repo_id)[0].commit_id
-    api.create_branch(repo_id, branch="stable", revision=first_commit)
-    second.push_to_hub(repo_id)
-    second_commit = api.list_repo_commits(repo_id)[0].commit_id
+    repo_id, (first, first_commit), (second, second_commit) = _stable_branch_then_main_moves(
+        "encoders", tiny_encoder(0), tiny_encoder(1))
     moved = _move_branch_after_config(monkeypatch, hub, repo_id, "config.json", "stable", second_commit)
     loaded = SmoothInfoMaxEncoder.from_pretrained(repo_id, revision="stable", cache_dir=tmp_path)
     assert moved and loaded.revision == first_commit

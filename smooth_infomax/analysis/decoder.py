@@ -26,7 +26,7 @@ from torch import nn
 
 from .. import hub
 from ..card import hub_metadata
-from ..config import CPC_CONV_LAYERS, EncoderConfig, strict_fields
+from ..config import CPC_CONV_LAYERS, EncoderConfig, check_format, strict_fields
 
 DECODER_KIND = "smooth-infomax-decoder"
 DECODER_FORMAT_VERSION = 1
@@ -68,10 +68,7 @@ class DecoderConfig:
     format_version: int = DECODER_FORMAT_VERSION
 
     def __post_init__(self) -> None:
-        if self.kind != DECODER_KIND:
-            raise ValueError(f"not a decoder config (kind {self.kind!r}, expected {DECODER_KIND!r})")
-        if self.format_version > DECODER_FORMAT_VERSION:
-            raise ValueError(f"decoder format_version {self.format_version} is newer than this package understands")
+        check_format(self.kind, DECODER_KIND, self.format_version, DECODER_FORMAT_VERSION, "decoder")
         if not self.layers or self.in_dim < 1 or self.hidden_channels < 1 or self.hop_samples < 1:
             raise ValueError(f"bad decoder config: {self}")
         for k, s, p, op in self.layers:

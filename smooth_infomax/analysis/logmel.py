@@ -24,7 +24,7 @@ from torch import nn
 
 from .. import hub
 from ..card import hub_metadata
-from ..config import EncoderConfig, strict_fields
+from ..config import EncoderConfig, check_format, strict_fields
 
 LOGMEL_KIND = "smooth-infomax-logmel-decoder"
 LOGMEL_FORMAT_VERSION = 1
@@ -119,11 +119,7 @@ class LogMelDecoderConfig:
     format_version: int = LOGMEL_FORMAT_VERSION
 
     def __post_init__(self) -> None:
-        if self.kind != LOGMEL_KIND:
-            raise ValueError(f"not a log-mel decoder config (kind {self.kind!r}, expected {LOGMEL_KIND!r})")
-        if self.format_version > LOGMEL_FORMAT_VERSION:
-            raise ValueError(f"log-mel decoder format_version {self.format_version} is newer than this package "
-                             "understands")
+        check_format(self.kind, LOGMEL_KIND, self.format_version, LOGMEL_FORMAT_VERSION, "log-mel decoder")
         if min(self.in_dim, self.hop_samples, self.hidden_channels, self.kernel_size, self.n_mels) < 1 \
                 or self.kernel_size % 2 == 0 or self.blocks < 0:
             raise ValueError(f"bad log-mel decoder config: {self}")
