@@ -29,6 +29,7 @@ from .extraction.settings import (
     parse_shard,
     parse_what,
 )
+from .logs import start_cli_logging, verbosity_options
 
 _DEFAULT: dict[str, Any] = {field.name: field.default for field in dataclasses.fields(RunOptions)
                             if field.default is not dataclasses.MISSING}  # IN_DIR and OUT_DIR have none
@@ -98,7 +99,11 @@ def _parsed(parser):
               help="Print what would be computed and the disk estimate; write nothing.")
 @click.option("--shard", callback=_parsed(parse_shard), metavar="I/N",
               help="Process only shard I of N (0-based); under torchrun each rank takes its own sub-shard.")
-@click.option("--quiet", "-q", is_flag=True, default=_DEFAULT["quiet"], help="No progress bar.")
+@verbosity_options("No progress bar and no progress lines.", "Also log one line per file (repeatable).",
+                   expose_quiet=True)
+@click.option("--progress-seconds", type=click.FloatRange(min=0), default=_DEFAULT["progress_seconds"],
+              show_default=True, help="Off a terminal, at least this long between two progress lines on stderr "
+              "(0: after every file).")
 @click.option("--list-models", is_flag=True, is_eager=True, expose_value=False, callback=_list_models,
               help="List shipped and cached models, then exit.")
 @click.pass_context
@@ -112,6 +117,7 @@ def main(ctx: click.Context, **kwargs) -> None:
     from .extraction.report import EXIT_INTERRUPTED
     from .inference import SlowDtypeWarning
 
+    start_cli_logging(ctx)
     options = RunOptions(**kwargs)
     try:
         with warnings.catch_warnings():  # the run says it once, as a warning line

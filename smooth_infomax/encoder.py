@@ -26,6 +26,8 @@ from .layers import EncoderModule
 from .outputs import Extraction, FrameRows, ModuleFeatures, ModuleTrainOutput
 
 if TYPE_CHECKING:
+    from huggingface_hub import ModelCard as HubModelCard
+
     from .card import ModelCard
 
 
@@ -53,6 +55,7 @@ class SmoothInfoMaxEncoder(nn.Module):
         self.geometries: tuple[FrameGeometry, ...] = tuple(module_geometries(config))
         self.name_or_path: str | None = None  # where from_pretrained found the model
         self.revision: str | None = None  # the Hub commit it was loaded from
+        self.card: HubModelCard | None = None  # the model card it was loaded with (see save_pretrained)
         self._frozen: set[int] = set()  # modules excluded from training (see freeze)
         self._folded = FoldedCache()  # inference weights per dtype and device (see inference/folding.py)
 
@@ -302,13 +305,21 @@ class SmoothInfoMaxEncoder(nn.Module):
     # --- persistence (see hub.py) ------------------------------------------------------------------------------
 
     def save_pretrained(
-        self, save_directory: str | Path, model_card: ModelCard | None = None, weights_dtype: torch.dtype | None = None
+        self, save_directory: str | Path, card: ModelCard | HubModelCard | None = None,
+        weights_dtype: torch.dtype | None = None, *, model_card: ModelCard | None = None,
     ) -> Path:
         """Write ``config.json``, ``model.safetensors`` and a ``README.md`` model card to ``save_directory``
-        (floating-point weights stored as ``weights_dtype`` when given, e.g. ``torch.float16``)."""
+        (floating-point weights stored as ``weights_dtype`` when given, e.g. ``torch.float16``); returns the folder.
+
+        The card is ``card``: a ``smooth_infomax.card.ModelCard`` (training data, results, notes) is rendered with
+        the config, a ``huggingface_hub.ModelCard`` is written as it is. Without one, the card the model was loaded
+        with (``self.card``) is written again, every section unchanged, or else a new card. Either way its usage
+        line loads ``save_directory``. ``model_card`` is the deprecated old name of ``card``.
+        """
         from .hub import save_pretrained
 
-        return save_pretrained(self, save_directory, model_card, weights_dtype)
+        card = renamed_keyword(card, model_card, "card", "model_card")
+        return save_pretrained(self, save_directory, card, weights_dtype)
 
     @classmethod
     def from_pretrained(
@@ -329,8 +340,32 @@ class SmoothInfoMaxEncoder(nn.Module):
         name = DEFAULT_MODEL if name_or_path is None else name_or_path
         return from_pretrained(cls, name, revision, cache_dir, local_files_only, token, device, dtype)
 
-    def push_to_hub(self, repo_id: str, **kwargs) -> str:
-        """Upload the ``save_pretrained`` files to a Hub repo (created if needed); returns the commit URL."""
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        revision: str | None = None,
+        private: bool | None = None,
+        token: str | None = None,
+        commit_message: str = "Upload smooth-infomax model",
+        card: ModelCard | HubModelCard | None = None,
+        model_card: ModelCard | None = None,
+    ) -> str:
+        """Upload the ``save_pretrained`` files to a Hub repo; returns the URL of the commit.
+
+        Args:
+            repo_id: ``"org/name"``; the repo is created if it does not exist.
+            revision: the branch to commit to (created from the default branch if needed); default: ``main``.
+            private: visibility of a repo this call creates (an existing repo keeps its own); ``None``: the Hub's
+                default (public).
+            token: a Hub token with write access; ``None``: the saved login or ``HF_TOKEN``.
+            commit_message: the commit's title.
+            card: the model card, as in ``save_pretrained`` (default: the card the model was loaded with, else a
+                new one); its usage line loads ``repo_id`` at ``revision``.
+            model_card: deprecated old name of ``card``.
+        """
         from .hub import push_to_hub
 
-        return push_to_hub(self, repo_id, **kwargs)
+        card = renamed_keyword(card, model_card, "card", "model_card")
+        return push_to_hub(self, repo_id, revision=revision, private=private, token=token,
+                           commit_message=commit_message, card=card)

@@ -2,10 +2,12 @@
 package. Every model folder is written and read here, for the encoder and for ``analysis.decoder``.
 
 A model folder holds exactly three files: ``config.json`` (the ``EncoderConfig``), ``model.safetensors`` (the
-weights) and ``README.md`` (the model card). A decoder's folder holds the same three files and sits in a sub-folder
-of its encoder's folder or repo (``decoders/module-<m>``). Only safetensors weights are ever read; pickle-based files
-are refused, because unpickling a file can run arbitrary code. Loading is strict: every key, shape and dtype kind
-must match the config, checked on the meta device before anything is allocated.
+weights) and ``README.md`` (the model card, read back into ``encoder.card`` and written again on save and push with
+its usage line pointing at the new location; see ``card.py``). A decoder's folder holds the same three files and
+sits in a sub-folder of its encoder's folder or repo (``decoders/module-<m>``). Only safetensors weights are ever
+read; pickle-based files are refused, because unpickling a file can run arbitrary code. Loading is strict: every
+key, shape and dtype kind must match the config, checked on the meta device before anything is allocated. A name
+that finds no model raises a ``LoadError`` saying where it was looked for (``hub_errors``).
 
 On the Hub, a revision (branch, tag or commit) is resolved to one commit, and the config and the weights are both
 downloaded at that commit, so a branch that moves in between cannot pair a config with other weights.
@@ -15,10 +17,10 @@ revision, loads with ``strict=False`` by default and falls back to a pickled ``p
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -26,10 +28,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
-from .card import ModelCard, render_model_card
+from .card import ModelCard, card_markdown, read_card, render_model_card
 from .config import EncoderConfig
+from .hub_errors import Lookup, explain_hub_error
 
 if TYPE_CHECKING:
+    from huggingface_hub import ModelCard as HubModelCard
+
     from .encoder import SmoothInfoMaxEncoder
 
 DEFAULT_MODEL = "sim-mix"
@@ -70,6 +75,11 @@ class ModelFiles:
     def weights_path(self) -> Path:
         return self.folder / WEIGHTS_NAME
 
+    @property
+    def card_path(self) -> Path:
+        """The model card; it may be missing (a folder or repo written by other tools)."""
+        return self.folder / CARD_NAME
+
 
 def shipped_models() -> dict[str, Path]:
     """Models shipped inside the package: short name -> folder."""
@@ -91,7 +101,7 @@ def write_model_folder(directory: str | Path, module: torch.nn.Module, config_js
     directory.mkdir(parents=True, exist_ok=True)
     save_file(_cpu_tensors(module, weights_dtype), str(directory / WEIGHTS_NAME), metadata=metadata)
     (directory / CONFIG_NAME).write_text(config_json, encoding="utf-8")
-    (directory / CARD_NAME).write_text(card_markdown, encoding="utf-8")
+    (directory / CARD_NAME).write_text(card_markdown, encoding="utf-8", newline="")  # the card's own line endings
     return directory
 
 
@@ -104,18 +114,42 @@ def _cpu_tensors(module: torch.nn.Module, weights_dtype: torch.dtype | None) -> 
 
 
 def save_pretrained(
-    model: SmoothInfoMaxEncoder, directory: str | Path, card: ModelCard | None = None,
-    weights_dtype: torch.dtype | None = None,
+    model: SmoothInfoMaxEncoder, directory: str | Path, card: ModelCard | HubModelCard | None = None,
+    weights_dtype: torch.dtype | None = None, location: str | None = None, revision: str | None = None,
 ) -> Path:
     """Write ``config.json``, ``model.safetensors`` and ``README.md`` for ``model`` into ``directory``.
+
+    The card is ``card`` (a :class:`~smooth_infomax.card.ModelCard` is rendered with the config; a
+    ``huggingface_hub.ModelCard`` is written as it is), else the card the model was loaded with (``model.card``),
+    else a new one. Its usage line loads ``location`` at ``revision``: by default the folder written (a shipped
+    model's name when ``directory`` is its folder in the package).
 
     ``weights_dtype`` (e.g. ``torch.float16``) stores the floating-point tensors in that dtype; loading casts them
     back to the dtype the model is built in (float32 unless ``from_pretrained(dtype=...)``).
     """
-    card = card or getattr(model, "model_card", None) or ModelCard()
+    location = location or folder_location(directory)
+    markdown = model_card_markdown(model, card, location, revision)
     metadata = {"format": "pt", "library": "smooth-infomax", "preset": model.config.preset}
-    return write_model_folder(directory, model, model.config.to_json(), render_model_card(model.config, card),
-                              metadata, weights_dtype)
+    return write_model_folder(directory, model, model.config.to_json(), markdown, metadata, weights_dtype)
+
+
+def model_card_markdown(model: SmoothInfoMaxEncoder, card: ModelCard | HubModelCard | None, location: str,
+                        revision: str | None = None) -> str:
+    """The ``README.md`` text :func:`save_pretrained` writes (see there for which card), loading ``location``."""
+    card = card if card is not None else model.card
+    if card is None or isinstance(card, ModelCard):
+        return render_model_card(model.config, card or ModelCard(), location, revision)
+    return card_markdown(card, location, revision)
+
+
+def folder_location(directory: str | Path) -> str:
+    """What a card saved in ``directory`` should load: the shipped model's name for its folder in the package, else
+    the folder as given (forward slashes)."""
+    path = Path(directory)
+    for name, folder in shipped_models().items():
+        if path.resolve() == folder.resolve():
+            return name
+    return path.as_posix()
 
 
 def upload_folder(folder: str | Path, repo_id: str, path_in_repo: str | None = None, revision: str | None = None,
@@ -148,14 +182,15 @@ def push_to_hub(
     private: bool | None = None,
     token: str | None = None,
     commit_message: str = "Upload smooth-infomax model",
-    model_card: ModelCard | None = None,
+    card: ModelCard | HubModelCard | None = None,
 ) -> str:
-    """Create ``repo_id`` if needed and upload ``config.json``, ``model.safetensors`` and ``README.md``.
+    """Create ``repo_id`` if needed and upload ``config.json``, ``model.safetensors`` and ``README.md`` onto branch
+    ``revision`` (see ``SmoothInfoMaxEncoder.push_to_hub``); the card's usage line loads ``repo_id`` at
+    ``revision``. Returns the URL of the commit."""
+    def save(folder: Path) -> Path:
+        return save_pretrained(model, folder, card, location=repo_id, revision=revision)
 
-    Returns the URL of the commit.
-    """
-    return push_saved(lambda folder: save_pretrained(model, folder, model_card), repo_id, revision=revision,
-                      private=private, token=token, commit_message=commit_message)
+    return push_saved(save, repo_id, revision=revision, private=private, token=token, commit_message=commit_message)
 
 
 # --- finding -------------------------------------------------------------------------------------------------------
@@ -172,15 +207,46 @@ def locate(
     """The files of a model (or, with ``subfolder``, of a decoder beside it): a local folder, a shipped model's
     name, or a Hub repo id, downloaded at the one commit ``revision`` resolves to (see ``download``). ``kind``
     names what is looked for in error messages."""
-    path, name = Path(name_or_path), str(name_or_path)
+    path, name = Path(name_or_path).expanduser(), str(name_or_path)
     if path.is_dir():
         return _local_files(path / (subfolder or ""), name, kind)
     shipped = shipped_models()
     if name in shipped:
         return _local_files(shipped[name] / (subfolder or ""), name, kind)
     if path.suffix == ".safetensors" or name.startswith((".", "/", "~")) or path.exists():
-        raise LoadError(f"{name}: not a {kind} folder (expected a folder with {CONFIG_NAME} and {WEIGHTS_NAME})")
-    return download(name, subfolder, revision, cache_dir, local_files_only, token)
+        raise LoadError(_not_a_folder(path, name, kind))
+    files = (_in_folder(subfolder, CONFIG_NAME), _in_folder(subfolder, WEIGHTS_NAME))
+    lookup = Lookup(name, revision, cache_dir, local_files_only, files, tuple(shipped))
+    with hub_errors_explained(lookup):
+        return download(name, subfolder, revision, cache_dir, local_files_only, token)
+
+
+def _not_a_folder(path: Path, name: str, kind: str) -> str:
+    """Why a path-like name is no model folder: no such path (and a similar folder beside it), or a file."""
+    from .hub_errors import near_folder
+
+    expected = f"expected a folder with {CONFIG_NAME} and {WEIGHTS_NAME}"
+    if path.exists():
+        return f"{name}: not a {kind} folder (a file; {expected})"
+    near = near_folder(name)
+    hint = f"; did you mean {near!r}?" if near else ""
+    return f"{name}: not a {kind} folder (no such folder{hint}; {expected})"
+
+
+@contextlib.contextmanager
+def hub_errors_explained(lookup: Lookup) -> Iterator[None]:
+    """Inside the block, a Hub error that means "no such model" (no repo, no revision, unreachable, offline and not
+    cached, not a repo id) becomes a ``LoadError`` saying where the name was looked for (see ``hub_errors``), with
+    the Hub's error as its ``__cause__``; any other error passes through."""
+    try:
+        yield
+    except LoadError:
+        raise
+    except Exception as err:
+        message = explain_hub_error(err, lookup)
+        if message is None:
+            raise
+        raise LoadError(message) from err
 
 
 def _local_files(folder: Path, source: str, kind: str) -> ModelFiles:
@@ -207,8 +273,9 @@ def download(
 
     ``snapshot_download`` resolves ``revision`` (default: the main branch) to a commit once, from the Hub or, offline,
     from the cache's refs, then fetches each file by that commit. A file the snapshot lacks is asked for by commit,
-    so that the Hub's own error says why (``EntryNotFoundError``, ``LocalEntryNotFoundError`` offline); missing
-    safetensors weights are a ``LoadError``.
+    so that the Hub's own error says why (``LocalEntryNotFoundError`` offline); a repo without ``config.json`` or
+    safetensors weights is a ``LoadError``. The model card (``README.md``) is fetched at the same commit when there
+    is one; a repo or cache without it still loads. ``locate`` turns "not found" errors into ``LoadError``.
     """
     from huggingface_hub import snapshot_download
 
@@ -219,6 +286,7 @@ def download(
     for name in names:
         if not (snapshot / name).is_file():
             _fetch_by_commit(repo_id, name, commit, cache_dir, local_files_only, token)
+    _fetch_card(repo_id, _in_folder(subfolder, CARD_NAME), commit, cache_dir, local_files_only, token)
     return ModelFiles(snapshot / (subfolder or ""), repo_id, commit)
 
 
@@ -235,8 +303,9 @@ def find_subfolders(name_or_path: str | Path, pattern: str, revision: str | None
     if folder is None:
         from huggingface_hub import snapshot_download
 
-        folder = Path(snapshot_download(name, revision=revision, allow_patterns=[f"{pattern}/{CONFIG_NAME}"],
-                                        cache_dir=cache_dir, local_files_only=local_files_only, token=token))
+        with hub_errors_explained(Lookup(name, revision, cache_dir, local_files_only, (), tuple(shipped))):
+            folder = Path(snapshot_download(name, revision=revision, allow_patterns=[f"{pattern}/{CONFIG_NAME}"],
+                                            cache_dir=cache_dir, local_files_only=local_files_only, token=token))
         commit = folder.name
     found = sorted(p.parent.relative_to(folder).as_posix() for p in folder.glob(f"{pattern}/{CONFIG_NAME}"))
     return found, commit
@@ -258,8 +327,22 @@ def _fetch_by_commit(repo_id: str, filename: str, commit: str, cache_dir: str | 
         raise
     except EntryNotFoundError:
         if not filename.endswith(WEIGHTS_NAME):
-            raise
+            raise LoadError(f"{repo_id}@{commit}: the repo has no {filename}; it is not a smooth-infomax "
+                            "model repo") from None
         raise LoadError(f"{repo_id}@{commit}: the repo has no {filename}. {_REFUSAL}") from None
+
+
+def _fetch_card(repo_id: str, filename: str, commit: str, cache_dir: str | Path | None, local_files_only: bool,
+                token: str | bool | None) -> None:
+    """Download the model card at ``commit`` into the snapshot when the repo has one (and, offline, when the cache
+    does): a missing card is no reason not to load the model."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    # no card in the repo, or (LocalEntryNotFoundError) none in the cache offline
+    with contextlib.suppress(EntryNotFoundError):
+        hf_hub_download(repo_id, filename, revision=commit, cache_dir=cache_dir, local_files_only=local_files_only,
+                        token=token)
 
 
 # --- reading -------------------------------------------------------------------------------------------------------
@@ -297,6 +380,7 @@ def from_pretrained(
     config = read_config(files.config_path, EncoderConfig.from_json)
     model = build_and_load(lambda: cls(config), files.weights_path)
     model.name_or_path, model.revision = files.source, files.commit
+    model.card = read_card(files.card_path)
     return model.to(device=device, dtype=dtype).eval()
 
 
@@ -394,7 +478,7 @@ def _dtype_ok(expected: torch.Tensor, stored: str) -> bool:
 
 # --- command-line tools --------------------------------------------------------------------------------------------
 
-@contextmanager
+@contextlib.contextmanager
 def load_errors_as(error: Callable[[str], BaseException], context: str = "") -> Iterator[None]:
     """Inside the block, any failure to load becomes ``error(f"{context}: {why}")`` (just ``why`` without a
     context), the command-line tool's own error type. Every ``Exception`` counts: ``LoadError``, Hub and network

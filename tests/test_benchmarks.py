@@ -6,24 +6,101 @@ bfloat16 paths of the full-size preset run 10-50x slower than float32 and would 
 import statistics
 
 import pytest
+import soundfile as sf
 import torch
 
+from smooth_infomax import SmoothInfoMaxEncoder
 from smooth_infomax.audio import SAMPLE_RATE
-from test_cli_common import tiny_model_fixture  # noqa: F401 (fixture)
-from training.benchmarks import extraction, gpu, memory, precision, training_step
+from smooth_infomax.config import preset
+from test_cli_common import randomise_batch_norm, tiny_model_fixture  # noqa: F401 (fixture)
+from training.benchmarks import ceiling, corpus, extraction, gpu, memory, precision, training_step, tricks
+from training.benchmarks.flops import flops_per_audio_second
+from training.benchmarks.plain import PlainStack
+
+
+def test_the_plain_stack_loads_the_encoders_weights_and_matches_its_modules():
+    """The baseline is honest: stock nn.Conv1d / BatchNorm1d / GRU modules with the encoder's weights compute the
+    encoder's features (its modules' own pass, and extract's folded one)."""
+    torch.manual_seed(0)
+    encoder = randomise_batch_norm(SmoothInfoMaxEncoder.from_preset("sim").eval())
+    with torch.no_grad():
+        for module in encoder.modules():
+            if isinstance(module, torch.nn.BatchNorm1d):  # not the identity affine of a fresh BatchNorm
+                module.weight.uniform_(0.5, 1.5), module.bias.uniform_(-0.2, 0.2)
+    plain = PlainStack.from_encoder(encoder)
+    assert all(isinstance(m, torch.nn.Conv1d) for m in plain.stages[0].encoder[::3])
+    wav = 0.1 * torch.randn(SAMPLE_RATE + 1234)
+    outputs = plain.features(wav, logvar=True)
+    extracted = encoder.extract(wav, sample_rate=SAMPLE_RATE)
+    modules_own = encoder.forward_features(wav[None])
+    assert len(outputs) == encoder.num_modules
+    for m, (mean, logvar) in enumerate(outputs):
+        frames = int(extracted[m].lengths[0])
+        assert mean.shape == (frames, extracted[m].mean.shape[-1])
+        assert (mean - extracted[m].unpad(0)).abs().max() < 1e-4
+        assert (mean - modules_own[m].mean[0, :frames]).abs().max() < 1e-4
+        assert (logvar is None) == (extracted[m].logvar is None)
+        if logvar is not None:
+            assert (logvar - extracted[m].unpad(0, "logvar")).abs().max() < 1e-4
+
+
+def test_the_utterance_corpus_is_seeded_and_spread_over_1_to_20_s(tmp_path):
+    durations = corpus.utterance_durations_s(180.0, seed=0)
+    assert durations == corpus.utterance_durations_s(180.0, seed=0) != corpus.utterance_durations_s(180.0, seed=1)
+    assert all(1.0 <= d <= 20.0 for d in durations) and abs(sum(durations) - 180.0) < 1.0
+    assert min(durations) < 5 and max(durations) > 15
+    paths = corpus.write_corpora(tmp_path, 4.0, 2.5, max_s=2.0)
+    assert [sf.info(p).duration for p in paths["long"]] == [2.5]
+    assert all(1.0 <= sf.info(p).duration <= 2.0 for p in paths["utterances"]) and len(paths["utterances"]) >= 2
+    (tmp_path / "utterances" / "other.flac").write_bytes(b"")
+    with pytest.raises(FileExistsError, match="another corpus"):
+        corpus.write_corpora(tmp_path, 4.0, 2.5, max_s=2.0)
+
+
+def test_the_flops_of_a_clip_are_counted_from_the_config():
+    config = preset("sim")
+    one_second = ceiling.clip_flops(config, SAMPLE_RATE)
+    per_second = flops_per_audio_second(config)  # the same count from frame rates instead of frame counts
+    assert abs(one_second["total"] / per_second["total"] - 1) < 0.01
+    assert ceiling.clip_flops(config, SAMPLE_RATE, logvar=False)["logvar heads"] == 0
+    assert one_second["convs"] > one_second["mean heads"] == one_second["logvar heads"] > one_second["gru"] > 0
+    peaks = ceiling.peaks_gflops(threads=1, clock_ghz=3.0)
+    assert peaks["float32"] == 96 and peaks["bfloat16"] == 192
 
 
 @pytest.mark.slow
-def test_extraction_paths_agree_with_the_naive_loop(tmp_path, tiny_model):
-    result = extraction.main(["--model", str(tiny_model), "--files", "2", "--max-file-s", "2", "--long-s", "3",
-                              "--repeats", "2", "--out", str(tmp_path / "e.json")])
-    rows = {(r["path"], r["dtype"]): r for r in result["paths"]}
-    assert set(rows) == {(p, d) for p in ("naive", "extract", "sim-extract") for d in ("float32", "bfloat16")}
-    for path in ("extract", "sim-extract"):
-        assert rows[path, "float32"]["max_abs_diff"] < 1e-4
-        assert 0 < rows[path, "bfloat16"]["relative_error"] < 1e-2
-    assert all(r["audio_s_per_s"] > 0 and len(r["seconds_each"]) == 2 for r in rows.values())
-    assert (tmp_path / "e.json").exists()
+def test_extraction_paths_agree_with_the_plain_stack(tmp_path, tiny_model):
+    result = extraction.main(["--model", str(tiny_model), "--utterance-s", "4", "--utterance-max-s", "2",
+                              "--long-s", "3", "--repeats", "2", "--out", str(tmp_path / "e.json")])
+    rows = {(r["corpus"], r["path"], r["dtype"]): r for r in result["paths"]}
+    paths = {"utterances": ("plain", "extract", "extract 1/call", "sim-extract"),
+             "long": ("plain", "extract", "sim-extract")}
+    assert set(rows) == {(c, p, d) for c, ps in paths.items() for p in ps for d in ("float32", "bfloat16")}
+    for (_, path, dtype), row in rows.items():
+        assert row["audio_s_per_s"] > 0 and len(row["seconds_each"]) == len(row["x_plain_each"]) == 2
+        assert row["gflops"] > 0 and row["peak_share"] > 0
+        if path != "plain" and dtype == "float32":
+            assert row["max_abs_diff"] < 1e-4
+        if path != "plain" and dtype == "bfloat16":
+            assert 0 < row["relative_error"] < 1e-2
+    assert all(rows[c, "plain", "float32"]["x_plain"] == 1 for c in paths)
+    assert set(result["corpora"]) == {"utterances", "long"} and result["corpora"]["long"]["audio_s"] == 3
+    assert result["ceiling"] and (tmp_path / "e.json").exists()
+
+
+@pytest.mark.slow
+def test_the_trick_ablation_switches_each_trick_without_changing_the_features(tmp_path, tiny_model):
+    result = tricks.main(["--model", str(tiny_model), "--utterance-s", "3", "--utterance-max-s", "1.5",
+                          "--rounds", "2", "--out", str(tmp_path / "t.json")])
+    seen = {(r["trick"], r["dtype"]) for r in result["tricks"]} | {(r["trick"], r["dtype"]) for r in result["inactive"]}
+    assert seen == {(t.key, d) for t in tricks.TRICKS for d in ("float32", "bfloat16")}
+    measured = {(r["trick"], r["dtype"]): r for r in result["tricks"]}
+    assert {"bn-fold", "relu-inplace", "first-matmul", "conv2d", "masks", "weights-cache", "logvar-skip",
+            "batched", "evict"} <= {key for key, dtype in measured if dtype == "float32"}
+    for (key, dtype), row in measured.items():
+        assert len(row["gain_each"]) == 2 and row["on_s"] > 0 and row["off_s"] > 0
+        assert row["relative_error"] < (1e-5 if dtype == "float32" else 5e-2), (key, dtype)
+    assert result["plain_float32_s"] > 0 and set(result["shipped_s"]) == {"float32", "bfloat16"}
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from smooth_infomax.analysis.cli import main as analyze
 from smooth_infomax.cli import main as extract
-from smooth_infomax.hub import LoadError, load_for_cli
+from smooth_infomax.hub import DEFAULT_MODEL, LoadError, load_for_cli
 from test_cli_common import write_audio
 
 
@@ -19,8 +19,9 @@ def _error(output: str) -> str:
 
 
 @pytest.mark.parametrize("model, why", [
-    ("/nonexistent/model", "not a model folder"),
-    ("sim-team/no-such-model", "Repository Not Found"),
+    ("/nonexistent/model", "not a model folder (no such folder"),
+    ("sim-team/no-such-model", "has no repo 'sim-team/no-such-model' that you can see"),
+    (DEFAULT_MODEL[:-1], f"did you mean '{DEFAULT_MODEL}'?"),
 ])
 def test_a_bad_model_gives_the_same_error_in_sim_extract_and_sim_analyze(tmp_path, hub, model, why):
     write_audio(tmp_path / "in" / "a.wav", 0.2)
@@ -53,3 +54,16 @@ def test_convert_and_evaluate_report_load_failures_the_same_way(tmp_path, capsys
     assert capsys.readouterr().err == f"error: {tmp_path / 'missing.ckpt'}: no such file\n"
     with pytest.raises(LoadError, match=r"^cannot load model '/nonexistent/model': "):
         evaluate.load_encoder("/nonexistent/model")
+
+
+def test_sim_extract_offline_names_the_offline_setting_and_the_cache(tmp_path, hub, monkeypatch):
+    from huggingface_hub import constants
+
+    write_audio(tmp_path / "in" / "a.wav", 0.2)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    result = CliRunner().invoke(extract, [str(tmp_path / "in"), str(tmp_path / "out"), "--model", "sim-team/absent"])
+    assert result.exit_code == 2
+    error = _error(result.output)
+    assert error.startswith("Error: cannot load model 'sim-team/absent': sim-team/absent: not a local folder")
+    assert "HF_HUB_OFFLINE is set, so the Hub was not asked" in error and "holds nothing of 'sim-team/absent'" in error
+    assert "connection" not in error

@@ -29,6 +29,7 @@ from smooth_infomax.analysis.model_decoders import (
 )
 from test_analysis_report import save_tiny, write_corpus
 from training import decoder_eval, train_decoders
+from training.checkpoint import checkpoint_path
 
 TINY = ["--steps", "3", "--batch-size", "2", "--crop-samples", "3200", "--logmel-hidden", "8",
         "--waveform-hidden", "4", "--checkpoint-every", "2", "--log-every", "1"]
@@ -153,6 +154,36 @@ def test_held_out_evaluation_against_the_per_clip_mean(trained):
     wave = torch.from_numpy(audio[0][: len(audio[0]) // 160 * 160])
     target = log_mel(wave[None], LogMelSettings(), frames=len(wave) // 160)
     assert float((target - target.mean(1, keepdim=True)).abs().mean()) > 0
+
+
+def test_float16_decoders_compared_with_their_float32_checkpoint(trained, tmp_path, capsys):
+    corpus, model, root = trained
+    out = tmp_path / "eval.json"
+    decoder_eval.main(["--model", str(model), "--data", str(corpus), "--max-utterances", "2", "--out", str(out),
+                       "--compare-float32", str(root / "run")])
+    record = json.loads(out.read_text())
+    assert set(record["results"]) == {"module-0/logmel", "module-1/logmel", "module-2/logmel", "module-2/waveform"}
+    pairs = record["float16_vs_float32"]["decoders"]
+    assert set(pairs) == set(record["results"])
+    for name, p in pairs.items():
+        assert p["logmel_mae_float16"] == record["results"][name]["logmel_mae"]
+        assert p["relative_difference"] == pytest.approx(
+            (p["logmel_mae_float16"] - p["logmel_mae_float32"]) / p["logmel_mae_float32"])
+    assert "float16 vs float32" in capsys.readouterr().out
+    # the float32 twins hold the checkpoint's unrounded weights, which the float16 files round
+    encoder = SmoothInfoMaxEncoder.from_pretrained(model)
+    decoders = decoder_eval.model_decoders(str(model), encoder)
+    twins = decoder_eval.float32_twins(decoders, checkpoint_path(root / "run", 3), encoder_pin(encoder))
+    assert set(twins) == {f"{name} float32" for name in decoders}
+    for name, decoder in decoders.items():
+        half, full = decoder.state_dict(), twins[f"{name} float32"].state_dict()
+        assert all(torch.equal(full[k].half().float(), half[k]) for k in half)
+        assert any(not torch.equal(full[k], half[k]) for k in half)
+    # a checkpoint of another step, or of another encoder, is refused
+    with pytest.raises(SystemExit, match="step 2"):
+        decoder_eval.float32_twins(decoders, checkpoint_path(root / "run", 2), encoder_pin(encoder))
+    with pytest.raises(SystemExit, match="sha256"):
+        decoder_eval.float32_twins(decoders, checkpoint_path(root / "run", 3), "0" * 64)
 
 
 def test_decoders_found_in_a_hub_repo(trained, hub, tmp_path):

@@ -82,6 +82,7 @@ def test_export_reloads_with_identical_features(corpus, tmp_path):
         assert torch.equal(a.mean, b.mean)
     card = (tmp_path / "model" / "README.md").read_text()
     assert "tiny synthetic corpus" in card and "2 steps of batch 2" in card and "12.50" in card
+    assert f'from_pretrained("{(tmp_path / "model").as_posix()}")' in card
 
 
 def test_resume_without_checkpoint_is_an_error(corpus, tmp_path):
@@ -117,6 +118,7 @@ def test_export_command_pushes_to_the_hub(corpus, tmp_path, hub):
     assert "model.safetensors" in HfApi().list_repo_files("sim-team/exported")
     loaded = SmoothInfoMaxEncoder.from_pretrained("sim-team/exported", cache_dir=tmp_path / "cache")
     assert loaded.config.preset == "sim"
+    assert loaded.card is not None and 'from_pretrained("sim-team/exported")' in loaded.card.text
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from smooth_infomax import EncoderConfig, SmoothInfoMaxEncoder
-from smooth_infomax.card import ModelCard
+from smooth_infomax.card import ModelCard, with_location
 from training.checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint
 
 
@@ -133,6 +133,14 @@ def set_card_license(card_path: str | Path, license_id: str, note: str = "") -> 
     path.write_text(header + body, encoding="utf-8")
 
 
+def point_card_at(card_path: str | Path, location: str) -> None:
+    """Make the card's usage line load ``location`` (the repo the folder is pushed to); nothing else changes."""
+    path = Path(card_path)
+    with path.open(encoding="utf-8", newline="") as file:
+        text = file.read()
+    path.write_text(with_location(text, location), encoding="utf-8", newline="")
+
+
 def export(run_dir: str | Path, out_dir: str | Path, step: int | None = None, training_data: str = "",
            metrics: dict[str, float] | None = None, notes: str = "", title: str = "",
            weights_dtype: torch.dtype | None = None, license_id: str | None = None) -> SmoothInfoMaxEncoder:
@@ -197,6 +205,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.push:
         from smooth_infomax.hub import upload_folder
 
+        point_card_at(Path(args.out_dir) / "README.md", args.push)
         url = upload_folder(args.out_dir, args.push)
         print(f"pushed {encoder.config.preset} to {args.push}: {url}")
 

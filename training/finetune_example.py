@@ -1,6 +1,6 @@
 """A downstream speaker classifier on SIM features, with the encoder frozen and unfrozen (docs/finetuning.md).
 
-    python -m training.finetune_example --data data/synth --model sim-synth --steps 300
+    python -m training.finetune_example --data data/synth --model sim-mix --steps 300
 
 Trains ``LayerWeightedSum`` over the conv modules plus a linear head on 1.28 s crops of the training split, once with
 the encoder frozen and once fine-tuned end to end (encoder learning rate a tenth of the head's; same seed, data and
@@ -83,7 +83,7 @@ def test_accuracy(classifier: SpeakerClassifier, paths: CorpusPaths, ids: list[s
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m training.finetune_example", description=__doc__.split("\n")[0])
     parser.add_argument("--data", default="data/synth")
-    parser.add_argument("--model", default="sim-synth")
+    parser.add_argument("--model", default="sim-mix")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--learning-rate", type=float, default=1e-3)

@@ -1,25 +1,31 @@
-"""What a run tells: the progress bar, the run summary, the dry-run report and disk estimate, and the logs in
-OUT_DIR: ``manifest.jsonl`` (one line per output written, appended across runs) and ``failures.jsonl`` (the files
-that failed in the latest run). Sharded runs add ``-shard{I}of{N}`` to both log names so that concurrent shards
-never write to the same log."""
+"""What a run tells: the progress bar (on a terminal) or progress log lines (off one), the run summary, the dry-run
+report and disk estimate, and the logs in OUT_DIR: ``manifest.jsonl`` (one line per output written, appended across
+runs) and ``failures.jsonl`` (the files that failed in the latest run). Sharded runs add ``-shard{I}of{N}`` to both
+log names so that concurrent shards never write to the same log."""
 
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 from tqdm import tqdm
 
+from ..logs import format_eta, stderr_is_terminal
 from .plan import Failure, Plan
-from .settings import RunContext, Shard
+from .settings import DEFAULT_PROGRESS_SECONDS, RunContext, Shard
 from .sources import display
 from .store import output_size_bytes
 
 _METADATA_BYTES = 4096  # header and metadata per output, roughly
+
+logger = logging.getLogger(__name__)
 
 
 EXIT_INTERRUPTED = 130
@@ -58,22 +64,81 @@ class RunSummary:
 
 
 class Progress:
-    """A tqdm bar counting files, with audio hours done and throughput in audio-seconds per second."""
+    """Progress of a run's files. On a terminal, a tqdm bar counting files, with audio hours done and throughput in
+    audio-seconds per second. Off a terminal, an INFO log line (:func:`progress_line`) after the first file, then
+    after a file once at least ``interval_s`` passed since the last line, and after the last file. ``quiet``: no
+    bar and no lines. ``clock`` and ``terminal`` are for tests (default: ``time.monotonic``, whether stderr is a
+    terminal)."""
 
-    def __init__(self, files: int, audio_s: float, quiet: bool):
-        self._bar = tqdm(total=files, unit="file", desc="sim-extract", disable=True if quiet else None,
+    def __init__(self, files: int, audio_s: float, quiet: bool, interval_s: float = DEFAULT_PROGRESS_SECONDS,
+                 terminal: bool | None = None, clock: Callable[[], float] = time.monotonic):
+        terminal = stderr_is_terminal() if terminal is None else terminal
+        self._bar = tqdm(total=files, unit="file", desc="sim-extract", disable=quiet or not terminal,
                          dynamic_ncols=True, leave=False)
-        self._total_h, self._done_s, self._start = audio_s / 3600, 0.0, time.monotonic()
+        self._log_lines = not quiet and not terminal
+        self._counts = ProgressCounts(files=files, total_audio_s=audio_s)
+        self._interval_s, self._clock = interval_s, clock
+        self._start_s = self._last_line_s = clock()
 
-    def advance(self, audio_s: float = 0.0) -> None:
-        self._done_s += audio_s
-        rate = self._done_s / max(time.monotonic() - self._start, 1e-9)
-        self._bar.set_postfix_str(f"{self._done_s / 3600:.2f}/{self._total_h:.2f} h audio, {rate:.0f} audio-s/s",
-                                  refresh=False)
+    def advance(self, audio_s: float = 0.0, planned_audio_s: float | None = None, failed: bool = False) -> None:
+        """One file finished: ``audio_s`` of audio computed (0 for a failure), ``planned_audio_s`` the length its
+        header announced (defaults to ``audio_s``)."""
+        counts = self._counts
+        counts.done_files += 1
+        counts.failed_files += failed
+        counts.done_audio_s += audio_s
+        counts.finished_planned_s += audio_s if planned_audio_s is None else planned_audio_s
+        now_s = self._clock()
+        elapsed_s = now_s - self._start_s
+        rate = counts.done_audio_s / max(elapsed_s, 1e-9)
+        self._bar.set_postfix_str(f"{counts.done_audio_s / 3600:.2f}/{counts.total_audio_s / 3600:.2f} h audio, "
+                                  f"{rate:.0f} audio-s/s", refresh=False)
         self._bar.update(1)
+        if self._log_lines and self._line_due(now_s):
+            logger.info("%s", progress_line(counts, elapsed_s))
+            self._last_line_s = now_s
+
+    def _line_due(self, now_s: float) -> bool:
+        done, files = self._counts.done_files, self._counts.files
+        return done in (1, files) or now_s - self._last_line_s >= self._interval_s
 
     def close(self) -> None:
         self._bar.close()
+
+
+@dataclass
+class ProgressCounts:
+    """What a progress line reports: files of this run (done includes failed), audio computed and the audio
+    the finished files' headers announced (for the time left)."""
+
+    files: int
+    total_audio_s: float
+    done_files: int = 0
+    failed_files: int = 0
+    done_audio_s: float = 0.0
+    finished_planned_s: float = 0.0
+
+
+def progress_line(counts: ProgressCounts, elapsed_s: float) -> str:
+    """``progress: 12/50 files, 0.004/0.014 h audio, 45 audio-s/s, ETA 0:00:07`` (``, 1 failed`` when any did).
+    The time left assumes the rest runs at the audio rate so far (by files while no audio is done yet)."""
+    rate = counts.done_audio_s / elapsed_s if elapsed_s > 0 else 0.0
+    failed = f", {counts.failed_files} failed" if counts.failed_files else ""
+    audio_h = f"{counts.done_audio_s / 3600:.3f}/{counts.total_audio_s / 3600:.3f} h audio"
+    eta = format_eta(eta_s(counts, elapsed_s))
+    return f"progress: {counts.done_files}/{counts.files} files{failed}, {audio_h}, {rate:.0f} audio-s/s, ETA {eta}"
+
+
+def eta_s(counts: ProgressCounts, elapsed_s: float) -> float:
+    """Seconds left: the audio still to do at the audio rate so far, or the files still to do at the file rate
+    while no audio is done; 0 when every file is done, ``inf`` when nothing is known yet."""
+    if counts.done_files >= counts.files:
+        return 0.0
+    if counts.finished_planned_s > 0:
+        return elapsed_s * max(counts.total_audio_s - counts.finished_planned_s, 0.0) / counts.finished_planned_s
+    if counts.done_files > 0:
+        return elapsed_s * (counts.files - counts.done_files) / counts.done_files
+    return math.inf
 
 
 def estimate_bytes(context: RunContext, plan: Plan) -> int:

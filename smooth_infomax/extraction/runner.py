@@ -4,6 +4,7 @@ loop records (summary, ``failures.jsonl``, progress)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -21,6 +22,8 @@ from .settings import RunContext, RunOptions, SetupError, Shard
 from .sources import display
 from .store import OutputTree, Written, clean_temporaries, write_output
 
+logger = logging.getLogger(__name__)
+
 
 class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C (``SIGINT``) during a run, raised once the temporary files are removed and the logs closed;
@@ -32,7 +35,8 @@ class RunInterrupted(KeyboardInterrupt):
 
 
 def run(options: RunOptions, echo: Callable[[str], None] = print) -> RunSummary:
-    """Run ``sim-extract`` with ``options``; messages go to ``echo``. Raises ``SetupError`` if it cannot start,
+    """Run ``sim-extract`` with ``options``; warnings and the dry-run listing go to ``echo``, progress and per-file
+    lines to the ``smooth_infomax.extraction`` loggers (INFO and DEBUG). Raises ``SetupError`` if it cannot start,
     and ``RunInterrupted`` (a ``KeyboardInterrupt``) on Ctrl-C once outputs are being written."""
     start = time.monotonic()
     _check_folders(options)
@@ -50,6 +54,7 @@ def run(options: RunOptions, echo: Callable[[str], None] = print) -> RunSummary:
         for line in dry_run_lines(context, plan, summary, options.fmt):
             echo(line)
         return summary
+    _log_plan(context, plan, device)
     _write_all(options, context, shard, plan, summary)
     summary.elapsed_s = time.monotonic() - start
     if summary.interrupted:
@@ -93,6 +98,7 @@ def _write_all(options: RunOptions, context: RunContext, shard: Shard, plan: Pla
             log.failure(failure)
         clean_temporaries(options.out_dir, outputs, TempName.abandoned)
         log_present(log, plan)
+        _log_unprocessed_files(plan)
         _process(plan, context, options, log, summary)
     except KeyboardInterrupt:
         summary.interrupted = True
@@ -107,27 +113,55 @@ def _process(plan: Plan, context: RunContext, options: RunOptions, log: RunLog, 
     chunk_samples = max(1, int(options.chunk_seconds * SAMPLE_RATE))
     batches = length_batches(todo, int(options.batch_seconds * SAMPLE_RATE), chunk_samples)
     tree = OutputTree(options.out_dir)
-    progress = Progress(len(todo), sum(i.info.duration_s for i in todo), options.quiet)
+    planned_s = {display(i.source.key): i.info.duration_s for i in todo}
+    progress = Progress(len(todo), sum(planned_s.values()), options.quiet, options.progress_seconds)
     try:
         for batch in decode_batches(todo, batches, options.num_workers):
             decoded = [check_length(result, context) for result in batch]
             for result in compute(context, decoded, chunk_samples, options.bf16):
                 outcome = result if isinstance(result, Failure) else write_output(context, options.fmt, tree, result)
-                _record(outcome, log, summary, progress, replaced)
+                _record(outcome, log, summary, progress, replaced, planned_s)
     finally:
         progress.close()
 
 
 def _record(result: Written | Failure, log: RunLog, summary: RunSummary, progress: Progress,
-            replaced: set[Path]) -> None:
-    """Count, log and show one file's outcome."""
+            replaced: set[Path], planned_s: dict[str, float]) -> None:
+    """Count, log and show one file's outcome. ``planned_s``: each input's length (by display key) from its
+    header."""
     if isinstance(result, Failure):
         summary.failures.append(result)
         log.failure(result)
-        progress.advance()
+        duration_s = planned_s.get(result.key)
+        _log_file(result.key, duration_s, f"failed ({result.stage}): {result.reason}")
+        progress.advance(0.0, duration_s or 0.0, failed=True)
         return
     log.output_written(result.item.output, result.metadata, result.size_bytes, "written")
     summary.written += 1
     summary.replaced += result.item.output in replaced
     summary.audio_s += result.audio_s
-    progress.advance(result.audio_s)
+    _log_file(display(result.item.source.key), result.audio_s, "written")
+    progress.advance(result.audio_s, result.item.info.duration_s)
+
+
+def _log_plan(context: RunContext, plan: Plan, device: torch.device) -> None:
+    """One DEBUG line: the model, the device and what this shard will do."""
+    audio_h = sum(i.info.duration_s for i in plan.todo) / 3600
+    logger.debug("model %s on %s: %d files to compute (%.3f h audio), %d up to date, %d failed before computing",
+                 context.model_name, device, len(plan.todo), audio_h, len(plan.up_to_date), len(plan.failures))
+
+
+def _log_unprocessed_files(plan: Plan) -> None:
+    """The per-file DEBUG lines of the inputs that are not computed: up to date, or failed while planning."""
+    for source, _, metadata in plan.up_to_date:
+        duration_s = metadata.get("source_duration_s")
+        _log_file(display(source.key), float(duration_s) if duration_s else None, "up to date")
+    for failure in plan.failures:
+        _log_file(failure.key, None, f"failed ({failure.stage}): {failure.reason}")
+
+
+def _log_file(key: str, duration_s: float | None, status: str) -> None:
+    """One DEBUG line per file (``-v``): ``file spk1/a.wav: 2.31 s audio, written`` (no length when it is
+    unknown, as for a file that failed while planning)."""
+    duration = "" if duration_s is None else f"{duration_s:.2f} s audio, "
+    logger.debug("file %s: %s%s", key, duration, status)

@@ -28,6 +28,9 @@ _FEATURE_FORMAT_VERSION = 1
 # forked worker only slows the main process (docs/performance.md).
 DEFAULT_NUM_WORKERS = min(4, (os.cpu_count() or 2) // 4)
 
+DEFAULT_PROGRESS_SECONDS = 30.0
+"""Off a terminal, at least this long between two progress log lines (``--progress-seconds``)."""
+
 
 class SetupError(ValueError):
     """The run cannot start (bad model, module selection, device, input list, OUT_DIR, ...); the CLI exits with
@@ -73,6 +76,7 @@ class RunOptions:
     dry_run: bool = False
     shard: Shard | None = None
     quiet: bool = False
+    progress_seconds: float = DEFAULT_PROGRESS_SECONDS
 
 
 @dataclass(frozen=True)

@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    encoder = SmoothInfoMaxEncoder.from_pretrained("sim-synth").float().eval()
+    encoder = SmoothInfoMaxEncoder.from_pretrained("sim-mix").float().eval()
     print(f"{SECONDS} s of audio; {machine()}")
     with torch.inference_mode():
         convs = conv_rows(torch.float32) + conv_rows(torch.bfloat16)

@@ -1,23 +1,27 @@
-"""Extraction throughput on a mixed-length corpus: a naive reference-style loop, ``extract`` and ``sim-extract``.
+"""Extraction throughput against the authors' plain ``nn.Conv1d`` stack: utterances of 1-20 s, and one long file.
 
-    python -m training.benchmarks.extraction [--files 24] [--long-s 600] [--threads N] [--repeats R]
-        [--dtypes float32,bfloat16] [--out FILE.json]
+    python -m training.benchmarks.extraction [--model sim-mix] [--utterance-s 180] [--long-s 300] [--threads 2]
+        [--repeats 3] [--dtypes float32,bfloat16] [--source DIR] [--out FILE.json]
 
-Paths, all on the same FLAC files (1-30 s plus one long file) and in one run:
-- naive: one file at a time, float32, the modules' layers called in Python under ``no_grad`` (as the authors'
-  code extracts features), every head computed; also under bfloat16 autocast, for reference;
-- extract: ``encoder.extract`` on length-sorted batches (files decoded beforehand), float32 and bfloat16 autocast;
-- sim-extract: the CLI end to end (decode, compute, write safetensors), float32 and ``--bf16``.
-Outputs of every path are compared with the naive float32 ones (valid frames of every module). Each path's FLOPs
-per audio-second over the measured matmul rate of its dtype gives its share of the machine's ceiling.
-``--repeats R`` times every path R times, the paths taking turns, and reports the median (a shared or noisy
-machine drifts by 10-20 % within minutes; all times are in the JSON).
+Two corpora of FLAC files (``corpus.py``; seeded, so every run times the same durations), each reported in its own
+rows: ``utterances``, clips of 1-20 s adding up to ``--utterance-s`` seconds, and ``long``, one file of ``--long-s``
+seconds (0: none). Paths, on each corpus, all with the same weights:
+- plain: ``plain.PlainStack``, stock ``nn.Conv1d`` / ``BatchNorm1d`` / ``ReLU`` / ``GRU`` modules, one clip at a time
+  under ``no_grad`` (the authors' way), float32; its bfloat16 row runs it under ``torch.autocast``;
+- extract: ``encoder.extract`` on length-sorted calls of at most ``--batch-seconds`` of padded audio (decoded
+  beforehand); on the utterances also ``extract 1/call``, one clip per call, as the plain stack is called;
+- sim-extract: the CLI end to end on the corpus's folder (decode, compute, write safetensors; means only).
+Every path takes turns ``--repeats`` times (a shared machine drifts by 10-20 % within minutes); ``x plain`` is the
+median over rounds of the plain float32 time over the path's time in the same round, times are medians. Outputs
+are compared with the plain float32 ones (valid frames of every module's mean). The ceiling analysis
+(``ceiling.py``) counts each corpus's FLOPs from the config and gives each path's GFLOP/s as a share of the cores'
+FMA peak and of the measured matmul rate. A whole-file pass of the plain stack over more than about 330 s of audio
+falls off a cliff (oneDNN's reference convolution above 2 GiB of input; docs/performance.md), hence 300 s.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import tempfile
 from pathlib import Path
@@ -26,24 +30,19 @@ import soundfile as sf
 import torch
 
 from smooth_infomax import SmoothInfoMaxEncoder
-from smooth_infomax.cli import main as sim_extract
-from smooth_infomax.extraction import load_features
-from smooth_infomax.inference import piece_groups
-from training.benchmarks.common import (
-    SAMPLE_RATE,
-    machine,
-    matmul_rate_gflops,
-    mixed_durations_s,
-    print_table,
-    timed,
-    write_corpus,
-    write_json,
-)
-from training.benchmarks.flops import flops_per_audio_second
+from training.benchmarks.ceiling import corpus_flops, corpus_lines, machine_lines, peaks_gflops
+from training.benchmarks.common import SAMPLE_RATE, machine, matmul_rate_gflops, print_table, timed, write_json
+from training.benchmarks.corpus import write_corpora
+from training.benchmarks.plain import PlainStack
+from training.benchmarks.runs import difference, read_cli, run_cli, run_extract, run_plain
+
+REFERENCE = ("plain", "float32")
+TARGETS = {"float32": 1.3, "bfloat16": 3.0}  # extract on the utterances, x plain (issue 20)
 
 
 def naive_features(encoder: SmoothInfoMaxEncoder, wav: torch.Tensor) -> list[torch.Tensor]:
-    """Per module ``(frames, dim)`` means of one waveform ``(samples,)``, computed layer by layer."""
+    """Per module ``(frames, dim)`` means of one waveform ``(samples,)``, the encoder's own layers called one by
+    one (``gpu.py`` and ``attempts.py`` time it; ``PlainStack`` is the baseline here)."""
     outputs = []
     with torch.no_grad():
         x = wav[None, None] * encoder.config.input_gain + encoder.config.input_offset
@@ -62,63 +61,23 @@ def naive_features(encoder: SmoothInfoMaxEncoder, wav: torch.Tensor) -> list[tor
     return outputs
 
 
-def autocast(bf16: bool):
-    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-
-
-def run_naive(encoder, wavs, bf16: bool) -> list[list[torch.Tensor]]:
-    with autocast(bf16):
-        return [naive_features(encoder, wav) for wav in wavs]
-
-
-def run_extract(encoder, wavs, bf16: bool, batch_seconds: float) -> list[list[torch.Tensor]]:
-    outputs: list = [None] * len(wavs)
-    batches = piece_groups([len(w) for w in wavs], int(batch_seconds * SAMPLE_RATE))
-    for batch in batches:
-        with autocast(bf16):
-            extraction = encoder.extract([wavs[i] for i in batch], sample_rate=16000)
-        for row, i in enumerate(batch):
-            outputs[i] = [f.unpad(row) for f in extraction]
-    return outputs
-
-
-def run_cli(model: str, in_dir: Path, out_dir: Path, bf16: bool) -> None:
-    args = [str(in_dir), str(out_dir), "--model", model, "--force", "--quiet"] + (["--bf16"] if bf16 else [])
-    sim_extract(args, standalone_mode=False)
-
-
-def read_cli(out_dir: Path, paths: list[Path], num_modules: int) -> list[list[torch.Tensor]]:
-    outputs = []
-    for path in paths:
-        arrays, _ = load_features(out_dir / f"{path.name}.safetensors")
-        outputs.append([torch.from_numpy(arrays[f"module{m}.mean"]) for m in range(num_modules)])
-    return outputs
-
-
-def difference(outputs, reference) -> tuple[float, float]:
-    """Largest absolute difference, and the largest per-module relative error ``|a - b| / |b|`` (Frobenius)."""
-    max_abs, max_rel = 0.0, 0.0
-    for got_file, want_file in zip(outputs, reference, strict=True):
-        for got, want in zip(got_file, want_file, strict=True):
-            delta = got.float() - want.float()
-            max_abs = max(max_abs, float(delta.abs().max()))
-            max_rel = max(max_rel, float(delta.norm() / want.float().norm().clamp_min(1e-12)))
-    return max_abs, max_rel
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="sim-synth")
-    parser.add_argument("--files", type=int, default=24, help="files of 1-30 s")
-    parser.add_argument("--max-file-s", type=float, default=30.0, help="longest of the short files")
-    parser.add_argument("--long-s", type=float, default=600.0, help="duration of the one long file (0: none)")
+    parser.add_argument("--model", default="sim-mix")
+    parser.add_argument("--utterance-s", type=float, default=180.0, help="total audio of the 1-20 s utterances")
+    parser.add_argument("--utterance-max-s", type=float, default=20.0, help="longest utterance (shortest: 1 s)")
+    parser.add_argument("--long-s", type=float, default=300.0, help="duration of the one long file (0: none)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the corpus (durations and audio)")
+    parser.add_argument("--source", type=Path, default=None,
+                        help="folder of real speech to cut the clips from (default: the package's examples, tiled)")
     parser.add_argument("--batch-seconds", type=float, default=60.0, help="padded audio per extract call")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--repeats", type=int, default=1, help="times each path, taking turns; medians reported")
+    parser.add_argument("--repeats", type=int, default=1, help="rounds of every path in turns; medians reported")
     parser.add_argument("--corpus", type=Path, default=None, help="folder for the FLAC files (default: temporary)")
     parser.add_argument("--dtypes", default="float32,bfloat16",
                         help="compute dtypes to time; float32 (the reference) always runs. On a CPU without native "
-                             "bfloat16, its naive path runs about 50x slower than float32")
+                             "bfloat16, the plain stack's bfloat16 runs about 50x slower than float32")
+    parser.add_argument("--clock-ghz", type=float, default=None, help="the cores' clock for the peak (default: lscpu)")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
     wanted = set(args.dtypes.split(","))
@@ -128,85 +87,122 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as scratch:
-        corpus = args.corpus or Path(scratch) / "corpus"
-        durations_s = mixed_durations_s(args.files, args.long_s, max_s=args.max_file_s)
-        result = benchmark(args, write_corpus(corpus, durations_s), Path(scratch))
+        folder = args.corpus or Path(scratch) / "corpus"
+        corpora = write_corpora(folder, args.utterance_s, args.long_s, args.seed, args.source, args.utterance_max_s)
+        result = benchmark(args, corpora, Path(scratch))
     write_json(args.out, result)
     return result
 
 
-def benchmark(args, paths: list[Path], scratch: Path) -> dict:
+def benchmark(args, corpora: dict[str, list[Path]], scratch: Path) -> dict:
     encoder = SmoothInfoMaxEncoder.from_pretrained(args.model).float().eval()
-    wavs = [torch.from_numpy(sf.read(path, dtype="float32")[0]) for path in paths]
-    audio_s = sum(len(w) for w in wavs) / SAMPLE_RATE
+    plain = PlainStack.from_encoder(encoder)
+    wavs = {name: [torch.from_numpy(sf.read(p, dtype="float32")[0]) for p in paths] for name, paths in corpora.items()}
+    shortest = min(wavs["utterances"], key=len)
     for bf16 in args.bf16_flags:  # warm-up: oneDNN primitives, folded weights
-        run_naive(encoder, wavs[:1], bf16), run_extract(encoder, wavs[:1], bf16, args.batch_seconds)
-    flops = {"all heads": flops_per_audio_second(encoder.config)["total"],
-             "means only": flops_per_audio_second(encoder.config, logvar=False)["total"]}
-    ceilings = {name: matmul_rate_gflops(getattr(torch, name)) for name in map(_dtype_name, args.bf16_flags)}
-    print(f"{len(paths)} files, {audio_s / 60:.1f} min of audio; {machine()}")
-    print("matmul GFLOP/s: " + ", ".join(f"{name} {rate:.0f}" for name, rate in ceilings.items()) + "; "
-          f"SIM GFLOP per audio-second: {flops['all heads'] / 1e9:.2f} ({flops['means only'] / 1e9:.2f} means only)")
-    times, diffs = _time_paths(_jobs(args, encoder, wavs, paths, scratch), args.repeats)
-    rows = []
-    for (path, dtype), seconds in times.items():
-        flops_key = "means only" if path == "sim-extract" else "all heads"
-        rows.append(_row(path, dtype, statistics.median(seconds), audio_s, flops[flops_key], ceilings,
-                         diffs[path, dtype]))
-        rows[-1]["seconds_each"] = seconds
-    naive_rate = rows[0]["audio_s_per_s"]
-    for row in rows:
-        row["speedup_vs_naive"] = row["audio_s_per_s"] / naive_rate
-    print_table(["path", "dtype", "audio-s/s", "x naive", "GFLOP/s", "% of matmul", "max abs diff", "rel err"],
-                [[r["path"], r["dtype"], f"{r['audio_s_per_s']:.1f}", f"{r['speedup_vs_naive']:.2f}",
-                  f"{r['gflops']:.0f}", f"{r['ceiling_share'] * 100:.0f}", f"{r['max_abs_diff']:.1e}",
-                  f"{r['relative_error']:.1e}"] for r in rows])
-    return {"machine": machine(), "files": len(paths), "audio_s": audio_s, "flops_per_audio_s": flops,
-            "matmul_gflops": ceilings, "paths": rows}
+        run_plain(plain, [shortest], bf16), run_extract(encoder, [shortest], bf16, args.batch_seconds)
+    matmul = {_dtype_name(bf16): matmul_rate_gflops(torch.bfloat16 if bf16 else torch.float32)
+              for bf16 in args.bf16_flags}
+    peaks = peaks_gflops(torch.get_num_threads(), args.clock_ghz)
+    jobs = _jobs(args, encoder, plain, wavs, corpora, scratch)
+    times, ratios, diffs = _time_in_turns(jobs, args.repeats)
+    rows, analysis = [], {}
+    for name, corpus_wavs in wavs.items():
+        lengths = [len(w) for w in corpus_wavs]
+        audio_s = sum(lengths) / SAMPLE_RATE
+        flops = {"all heads": corpus_flops(encoder.config, lengths), "means only": corpus_flops(encoder.config,
+                                                                                              lengths, logvar=False)}
+        for (corpus, path, dtype), seconds in times.items():
+            if corpus == name:
+                counted = flops["means only" if path == "sim-extract" else "all heads"]["total"]
+                rows.append(_row(corpus, path, dtype, seconds, ratios[corpus, path, dtype], audio_s, counted,
+                                 peaks, matmul, diffs[corpus, path, dtype]))
+        baseline = next(r for r in rows if (r["corpus"], r["path"], r["dtype"]) == (name, *REFERENCE))
+        analysis[name] = {"audio_s": audio_s, "files": len(lengths), "flops": flops,
+                          "lines": corpus_lines(peaks, flops["all heads"], audio_s, baseline["gflops"])}
+    ceiling = machine_lines(peaks, matmul)
+    _report(rows, analysis, ceiling)
+    return {"machine": machine(), "model": args.model, "corpora": {k: {"audio_s": v["audio_s"], "files": v["files"],
+            "flops": v["flops"]} for k, v in analysis.items()}, "peak_gflops": peaks, "matmul_gflops": matmul,
+            "ceiling": ceiling + [f"{k}: {line}" for k, v in analysis.items() for line in v["lines"]], "paths": rows}
 
 
-def _jobs(args, encoder, wavs, paths: list[Path], scratch: Path) -> dict:
-    """``(path, dtype) -> (run, read_back)``: ``run`` is timed and returns the outputs, or ``None`` when
-    ``read_back`` (untimed) reads them from disk."""
+def _jobs(args, encoder, plain, wavs: dict, corpora: dict, scratch: Path) -> dict:
+    """``(corpus, path, dtype) -> (run, read_back)``: ``run`` is timed and returns the means, or ``None`` when
+    ``read_back`` (untimed) reads them from disk. The plain float32 job of each corpus comes first."""
     jobs = {}
-    for bf16 in args.bf16_flags:
-        dtype = _dtype_name(bf16)
-        out_dir = scratch / f"features_{dtype}"
-        jobs["naive", dtype] = (lambda bf16=bf16: run_naive(encoder, wavs, bf16), None)
-        jobs["extract", dtype] = (lambda bf16=bf16: run_extract(encoder, wavs, bf16, args.batch_seconds), None)
-        jobs["sim-extract", dtype] = (lambda bf16=bf16, out_dir=out_dir: run_cli(args.model, paths[0].parent,
-                                                                                out_dir, bf16),
-                                      lambda out_dir=out_dir: read_cli(out_dir, paths, encoder.num_modules))
+    for corpus, corpus_wavs in wavs.items():
+        for bf16 in args.bf16_flags:
+            jobs[corpus, "plain", _dtype_name(bf16)] = (lambda w=corpus_wavs, b=bf16: run_plain(plain, w, b), None)
+        for bf16 in args.bf16_flags:
+            dtype, out_dir = _dtype_name(bf16), scratch / f"features_{corpus}_{_dtype_name(bf16)}"
+            jobs[corpus, "extract", dtype] = (lambda w=corpus_wavs, b=bf16: run_extract(encoder, w, b,
+                                                                                       args.batch_seconds), None)
+            if len(corpus_wavs) > 1:
+                jobs[corpus, "extract 1/call", dtype] = (lambda w=corpus_wavs, b=bf16: run_extract(encoder, w, b, None),
+                                                         None)
+            paths = corpora[corpus]
+            jobs[corpus, "sim-extract", dtype] = (
+                lambda p=paths, o=out_dir, b=bf16: run_cli(args.model, p[0].parent, o, b),
+                lambda p=paths, o=out_dir: read_cli(o, p, encoder.num_modules))
     return jobs
 
 
-def _time_paths(jobs: dict, repeats: int) -> tuple[dict, dict]:
-    """Seconds of every run of every job (naive float32 first, then the jobs taking turns ``repeats`` times), and
-    each job's ``difference`` from the naive float32 outputs (from its first run)."""
-    reference_key = ("naive", "float32")
-    seconds, reference = timed(jobs[reference_key][0])
-    times, diffs = {key: [] for key in jobs}, {reference_key: (0.0, 0.0)}
-    times[reference_key].append(seconds)
-    for repeat in range(repeats):
+def _time_in_turns(jobs: dict, repeats: int) -> tuple[dict, dict, dict]:
+    """Seconds of every run of every job (the jobs taking turns ``repeats`` times), each job's ratios to its corpus's
+    plain float32 time in the same round, and its first run's ``difference`` from the plain float32 means."""
+    times = {key: [] for key in jobs}
+    diffs: dict = {}
+    references: dict = {}
+    for repeat in range(max(1, repeats)):
         for key, (run, read_back) in jobs.items():
-            if repeat == 0 and key == reference_key:
-                continue
             seconds, outputs = timed(run)
             times[key].append(seconds)
-            if key not in diffs:
-                diffs[key] = difference(read_back() if read_back else outputs, reference)
+            if repeat == 0:
+                outputs = read_back() if read_back else outputs
+                if key[1:] == REFERENCE:
+                    references[key[0]] = outputs
+                diffs[key] = difference(outputs, references[key[0]])
             del outputs
-    return times, diffs
+        references.clear()
+    ratios = {key: [ref / s for ref, s in zip(times[(key[0], *REFERENCE)], seconds, strict=True)]
+              for key, seconds in times.items()}
+    return times, ratios, diffs
 
 
 def _dtype_name(bf16: bool) -> str:
     return "bfloat16" if bf16 else "float32"
 
 
-def _row(path, dtype, seconds, audio_s, flops, ceilings, diff) -> dict:
-    gflops = audio_s / seconds * flops / 1e9
-    return {"path": path, "dtype": dtype, "seconds": seconds, "audio_s_per_s": audio_s / seconds, "gflops": gflops,
-            "ceiling_share": gflops / ceilings[dtype], "max_abs_diff": diff[0], "relative_error": diff[1]}
+def _row(corpus, path, dtype, seconds, ratios, audio_s, flops, peaks, matmul, diff) -> dict:
+    median = statistics.median(seconds)
+    gflops = flops / median / 1e9
+    return {"corpus": corpus, "path": path, "dtype": dtype, "seconds": median, "seconds_each": seconds,
+            "audio_s_per_s": audio_s / median, "x_plain": statistics.median(ratios), "x_plain_each": ratios,
+            "gflops": gflops, "peak_share": gflops / peaks[dtype] if peaks[dtype] else None,
+            "matmul_share": gflops / matmul[dtype] if dtype in matmul else None,
+            "max_abs_diff": diff[0], "relative_error": diff[1]}
+
+
+def _report(rows: list[dict], analysis: dict, ceiling: list[str]) -> None:
+    print(f"{machine()}; " + "; ".join(f"{name}: {a['files']} files, {a['audio_s']:.0f} s of audio"
+                                       for name, a in analysis.items()))
+    print_table(["corpus", "path", "dtype", "audio-s/s", "x plain", "GFLOP/s", "% of peak", "% of matmul",
+                 "max abs diff", "rel err"],
+                [[r["corpus"], r["path"], r["dtype"], f"{r['audio_s_per_s']:.1f}", f"{r['x_plain']:.2f}",
+                  f"{r['gflops']:.0f}", _percent(r["peak_share"]), _percent(r["matmul_share"]),
+                  f"{r['max_abs_diff']:.1e}", f"{r['relative_error']:.1e}"] for r in rows])
+    print("ceiling:")
+    for line in ceiling + [f"{name}: {line}" for name, a in analysis.items() for line in a["lines"]]:
+        print(f"  {line}")
+    for r in rows:
+        if r["corpus"] == "utterances" and r["path"] == "extract" and r["dtype"] in TARGETS:
+            print(f"target: extract {r['dtype']} on the utterances {r['x_plain']:.2f}x the plain float32 stack "
+                  f"(issue 20: {TARGETS[r['dtype']]}x)")
+
+
+def _percent(share: float | None) -> str:
+    return "?" if share is None else f"{share * 100:.0f}"
 
 
 if __name__ == "__main__":

@@ -112,7 +112,7 @@ def training_rows(args, device: torch.device) -> list[dict]:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--model", default="sim-synth")
+    parser.add_argument("--model", default="sim-mix")
     parser.add_argument("--files", type=int, default=24)
     parser.add_argument("--max-file-s", type=float, default=30.0)
     parser.add_argument("--long-s", type=float, default=600.0)

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seconds", type=float, default=None, help="the file's length (instead of --hours)")
     parser.add_argument("--chunk-seconds", type=float, default=None, help="sim-extract's (default: its default)")
     parser.add_argument("--what", default=None, help="sim-extract's, e.g. mean,logvar,sample (default: its default)")
-    parser.add_argument("--model", default="sim-synth")
+    parser.add_argument("--model", default="sim-mix")
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)

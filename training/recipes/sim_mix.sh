@@ -25,10 +25,10 @@ train sim_mix & train gim_sim_repo_mix & wait
 
 step=$(printf "%08d" "$STEPS")
 python -m training.evaluate --data data/real_eval --model sim-mix="runs/sim_mix/checkpoints/step_$step.pt" \
-    --model gim-mix="runs/gim_sim_repo_mix/checkpoints/step_$step.pt" --model sim-synth=sim-synth \
+    --model gim-mix="runs/gim_sim_repo_mix/checkpoints/step_$step.pt" --model sim-synth=training/models/sim-synth \
     --random-init sim --mfcc --mfcc-context 4 --phone-epochs 155 --threads 2 --out results/real
 python -m training.evaluate --data data/synth --model sim-mix="runs/sim_mix/checkpoints/step_$step.pt" \
-    --model gim-mix="runs/gim_sim_repo_mix/checkpoints/step_$step.pt" --model sim-synth=sim-synth \
+    --model gim-mix="runs/gim_sim_repo_mix/checkpoints/step_$step.pt" --model sim-synth=training/models/sim-synth \
     --mfcc --mfcc-context 4 --max-utterances-per-speaker 10 --threads 2 --out results/synth_mix
 python -m training.export runs/sim_mix "$OUT" --step "$STEPS" --weights-dtype float16 \
     --title "SIM on real Asterisk recordings and synthetic speech (CPU model)" \
