@@ -8,17 +8,20 @@ Subcommands: ``report`` (everything, as an HTML page), ``train-decoder``, ``trav
 from __future__ import annotations
 
 import importlib.util
+import logging
 import time
 from pathlib import Path
 
 import click
 import torch
 
-from .decoder import ModuleDecoder, default_subfolder
+from ..logs import format_eta, start_cli_logging, verbosity_options
 from .decoder_training import DecoderTrainConfig, encode_for_decoder, train_decoder
 from .ics import DEFAULT_KS
 
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
+
+logger = logging.getLogger(__name__)
 
 
 def _ints(text: str | None) -> tuple[int, ...] | None:
@@ -91,8 +94,12 @@ class _CheckedGroup(click.Group):
 
 
 @click.group(cls=_CheckedGroup, context_settings=_CONTEXT)
-def main() -> None:
-    """Interpretability analyses of Smooth InfoMax encoders."""
+@verbosity_options("Log warnings only: no progress lines.")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """Interpretability analyses of Smooth InfoMax encoders. -v/-q go before the subcommand
+    (sim-analyze -q train-decoder ...)."""
+    start_cli_logging(ctx)
 
 
 @main.command(context_settings=_CONTEXT)
@@ -111,24 +118,30 @@ def main() -> None:
 @click.option("--decoder-latents", type=click.Choice(["sample", "mean"]), default="sample", show_default=True,
               help="Train decoders on posterior samples (the reference) or means.")
 @click.option("--decoders", "decoder_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Use decoders from DIR/<NAME>/module-<m> (or the model folder's decoders/) instead of training.")
+              help="Use decoders from DIR/<NAME>/module-<m> before the model's own (decoders/module-<m>/<kind>); "
+                   "modules with neither get a decoder trained here.")
 @click.option("--ics-pairs", default=200, show_default=True, help="Random ordered pairs for the ICS.")
 @click.option("--ics-ks", default=",".join(map(str, DEFAULT_KS)), show_default=True)
 @click.option("--probe-epochs", default=300, show_default=True)
 @click.option("--no-tsne", is_flag=True, help="Skip t-SNE.")
 @click.option("--labels", type=click.Choice(["syllables", "vowels"]), default="syllables", show_default=True,
               help="Label kind of a de Boer corpus.")
+@click.option("--example", help="Corpus item of the example clip, e.g. 9101-1-0002 [default: the longest measured "
+                                "test utterance, with phone labels if the corpus has them].")
+@click.option("--example-seconds", default=3.0, show_default=True, help="Decode the example's first SECONDS.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--threads", type=int, help="torch threads [default: torch's].")
 @click.option("--force", is_flag=True, help="Write into a non-empty OUT.")
 def report(models, data, out, n_files, n_test_files, crop_samples, modules, decoder_modules, decoder_steps,
            decoder_hidden, decoder_loss, decoder_latents, decoder_dir, ics_pairs, ics_ks, probe_epochs, no_tsne, labels,
-           seed, threads, force) -> None:
+           example, example_seconds, seed, threads, force) -> None:
     """Write OUT/report.html for one or more MODELS ([NAME=]MODEL) on the corpus DATA (LibriSpeech layout, or a
-    folder of de Boer syllables)."""
+    folder of de Boer syllables). A model's own decoders are used; only modules without one get a brief decoder
+    trained here."""
+    from ..hub import load_errors_as
     from .corpus import open_corpus
     from .report import ReportSettings, build_report, cnn_modules
-    from .report_decoders import slug
+    from .report_decoders import find_report_decoders
 
     _threads(threads)
     named = {}
@@ -142,42 +155,18 @@ def report(models, data, out, n_files, n_test_files, crop_samples, modules, deco
                               decoder_steps=decoder_steps, decoder_hidden=decoder_hidden, decoder_loss=decoder_loss,
                               decoder_latents=decoder_latents,
                               ics_pairs=ics_pairs, ics_ks=_ints(ics_ks) or DEFAULT_KS, probe_epochs=probe_epochs,
-                              tsne=not no_tsne, seed=seed)
+                              example=example, example_seconds=example_seconds, tsne=not no_tsne, seed=seed)
     decoders = {}
     for name, (source, encoder) in named.items():
-        for m in cnn_modules(encoder):
-            for folder in ([decoder_dir / slug(name) / f"module-{m}"] if decoder_dir else []) + \
-                          [Path(source) / default_subfolder(m)]:
-                if (folder / "config.json").is_file():
-                    decoders[(name, m)] = ModuleDecoder.from_pretrained(folder)
-                    break
-            else:
-                shipped = _shipped_waveform_decoder(source, encoder, m)
-                if shipped is not None:
-                    decoders[(name, m)] = shipped
-                    click.echo(f"{name}: module {m}: using the model's own waveform decoder", err=True)
+        with load_errors_as(click.ClickException, f"cannot use the decoders of {name!r}"):
+            decoders[name] = find_report_decoders(name, source, encoder, cnn_modules(encoder), decoder_dir)
     start = time.perf_counter()
-    build_report({n: e for n, (_, e) in named.items()}, open_corpus(data, labels), _out(out, force), settings,
-                 decoders, log=lambda text: click.echo(text, err=True))
+    with load_errors_as(click.ClickException, f"cannot read the corpus {str(data)!r}"):
+        corpus = open_corpus(data, labels)
+        if example is not None:
+            corpus.path(example)
+    build_report({n: e for n, (_, e) in named.items()}, corpus, _out(out, force), settings, decoders)
     click.echo(f"wrote {out / 'report.html'} in {time.perf_counter() - start:.0f} s")
-
-
-def _shipped_waveform_decoder(source: str, encoder, module: int):
-    """The waveform decoder for ``module`` inside the model (``decoders/module-<m>/waveform``), pin-checked, or
-    ``None`` when the model has none."""
-    from ..hub import LoadError
-    from .model_decoders import find_decoders, load_model_decoder
-
-    try:
-        found, _ = find_decoders(source, encoder.revision)
-    except Exception:  # noqa: BLE001 -- a model without a decoders folder (or offline): train throwaway ones
-        return None
-    if not any(f.kind == "waveform" and f.module == module for f in found):
-        return None
-    try:
-        return load_model_decoder(source, encoder, "waveform", module)
-    except LoadError as err:
-        raise click.ClickException(str(err)) from None
 
 
 @main.command("train-decoder", context_settings=_CONTEXT)
@@ -213,13 +202,24 @@ def train_decoder_command(model, data, out, module, steps, batch_size, learning_
     clips = load_clips(open_corpus(data), "train", n_files, crop_samples, seed)
     config = DecoderTrainConfig(steps=steps, batch_size=batch_size, learning_rate=learning_rate, loss=loss,
                                 sample=latents == "sample", seed=seed)
-    every = max(1, steps // 20)
-    progress = lambda step, value: click.echo(f"step {step + 1}: loss {value:.5f}", err=True) \
-        if (step + 1) % every == 0 else None
-    decoder, losses = train_decoder(encoder, clips.audio, module, config, hidden_channels=hidden, progress=progress)
+    decoder, losses = train_decoder(encoder, clips.audio, module, config, hidden_channels=hidden,
+                                    progress=_step_logger(steps))
     decoder.config = replace(decoder.config, encoder_sha256=encoder_pin(encoder))
     decoder.save_pretrained(out)
     click.echo(f"wrote {out} (final loss {losses[-1] if losses else float('nan'):.5f})")
+
+
+def _step_logger(steps: int, lines: int = 20):
+    """A ``train_decoder`` progress callback logging (INFO) ``step 50/1000: loss 0.01234, ETA 0:03:10`` about
+    ``lines`` times over the run."""
+    every, start_s = max(1, steps // lines), time.monotonic()
+
+    def progress(step: int, loss: float) -> None:
+        done = step + 1
+        if done % every == 0 or done == steps:
+            left_s = (time.monotonic() - start_s) * (steps - done) / done
+            logger.info("step %d/%d: loss %.5f, ETA %s", done, steps, loss, format_eta(left_s))
+    return progress
 
 
 def _audio(encoder, audio_path: Path) -> torch.Tensor:

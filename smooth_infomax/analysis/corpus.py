@@ -6,6 +6,9 @@ is read with the package's one loader, :func:`smooth_infomax.audio.load_audio`:
 * **LibriSpeech layout** (real train-clean-100 or ``python -m training.data.synth``): ``ROOT/LibriSpeech/
   train-clean-100/<spk>/<chapter>/<spk>-<chapter>-<utt>.flac`` (or ``.wav``) and split files
   ``ROOT/LibriSpeech100_labels_split/{train_split,test_split}.txt``; the label of an utterance is its speaker.
+  Optional: frame-level phone labels ``LibriSpeech100_labels_split/converted_aligned_phones.txt`` (one class index
+  per 160 samples, ``<id> <class> <class> ...``), their names ``ROOT/phones.txt`` (``<index> <phone> ...``) and a
+  table ``ROOT/utterances.tsv`` (an ``id`` column; transcript, voice, licence ...).
 * **de Boer** (the Artificial Speech Dataset): ``.wav`` files named ``<word>_<take>_<pos>_<syl>.wav`` in
   ``ROOT/train`` and ``ROOT/test`` (or all in ``ROOT``, used for both); the label is the syllable.
 
@@ -14,8 +17,10 @@ Clips are mono float32 at 16 kHz (other rates are resampled), cropped or zero-pa
 
 from __future__ import annotations
 
+import csv
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -29,11 +34,13 @@ _SYLLABLE_FILE = re.compile(r"^(?:[bdg][aiu]){3}_\d+_[123]_(?P<syl>[bdg][aiu])\.
 
 @dataclass(frozen=True)
 class Clips:
-    """Equal-length clips: ``audio (n, samples)`` float32 at 16 kHz, with ``labels`` and ``names`` (``n`` each)."""
+    """Equal-length clips: ``audio (n, samples)`` float32 at 16 kHz, with ``labels`` and ``names`` (``n`` each) and
+    the sample in its file where each clip starts (``offsets``, a multiple of 160; empty when unknown)."""
 
     audio: torch.Tensor
     labels: list[str]
     names: list[str]
+    offsets: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -52,6 +59,18 @@ class Corpus:
 
     def path(self, item: str) -> Path:
         raise NotImplementedError
+
+    def phone_labels(self) -> dict[str, list[int]]:
+        """Frame-level phone class indices by item, one per 160 samples (empty: the corpus has none)."""
+        return {}
+
+    def phone_names(self) -> dict[int, str]:
+        """Names of the phone class indices (empty when unknown)."""
+        return {}
+
+    def describe(self, item: str) -> dict[str, str]:
+        """What the corpus records about ``item`` besides its audio (e.g. transcript, voice, licence)."""
+        return {}
 
 
 class LibriLayout(Corpus):
@@ -83,6 +102,35 @@ class LibriLayout(Corpus):
             if stem.with_suffix(suffix).is_file():
                 return stem.with_suffix(suffix)
         raise FileNotFoundError(f"{stem}.flac: no such file (also tried .wav)")
+
+    @cached_property
+    def _phones(self) -> dict[str, list[int]]:
+        path = self.labels_dir / "converted_aligned_phones.txt"
+        if not path.is_file():
+            return {}
+        rows = (line.split() for line in path.read_text().splitlines())
+        return {row[0]: [int(v) for v in row[1:]] for row in rows if row}
+
+    def phone_labels(self) -> dict[str, list[int]]:
+        return self._phones
+
+    def phone_names(self) -> dict[int, str]:
+        path = self.root / "phones.txt"
+        if not path.is_file():
+            return {}
+        rows = (line.split() for line in path.read_text().splitlines())
+        return {int(row[0]): row[1] for row in rows if len(row) >= 2 and row[0].isdigit()}
+
+    @cached_property
+    def _table(self) -> dict[str, dict[str, str]]:
+        path = self.root / "utterances.tsv"
+        if not path.is_file():
+            return {}
+        with path.open(newline="", encoding="utf-8") as handle:
+            return {row["id"]: row for row in csv.DictReader(handle, delimiter="\t") if row.get("id")}
+
+    def describe(self, item: str) -> dict[str, str]:
+        return {k: v for k, v in self._table.get(item, {}).items() if k != "id" and v}
 
 
 class DeBoerSyllables(Corpus):
@@ -150,10 +198,11 @@ def load_clips(corpus: Corpus, split: str, n_files: int, crop_samples: int, seed
     chosen = balanced_selection(items, labels, n_files, seed)
     rng = np.random.default_rng((seed, 1))
     audio = torch.zeros(len(chosen), crop_samples)
+    offsets = []
     for row, index in enumerate(chosen):
         wave = load_audio(corpus.path(items[index]))
         slack = (len(wave) - crop_samples) // 160
-        offset = 160 * int(rng.integers(slack + 1)) if slack > 0 else 0
-        piece = wave[offset:offset + crop_samples]
+        offsets.append(160 * int(rng.integers(slack + 1)) if slack > 0 else 0)
+        piece = wave[offsets[-1]:offsets[-1] + crop_samples]
         audio[row, :len(piece)] = piece
-    return Clips(audio, [labels[i] for i in chosen], [items[i] for i in chosen])
+    return Clips(audio, [labels[i] for i in chosen], [items[i] for i in chosen], offsets)

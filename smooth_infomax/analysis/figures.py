@@ -58,40 +58,73 @@ def spectrogram_grid(waves: torch.Tensor | np.ndarray, row_labels: Sequence[str]
                    title)
 
 
-def logmel_grid(logmels: Sequence[Sequence[torch.Tensor | np.ndarray]], row_labels: Sequence[str],
-                column_labels: Sequence[str], seconds: float, sample_rate: int = 16_000, title: str = ""):
-    """Log-mel frames, ``logmels[row][column]`` each ``(frames, n_mels)`` (natural log of power; a tensor
-    ``(rows, columns, frames, n_mels)`` works too), as one mosaic on one colour scale (18.4 nats = 80 dB range); each
-    cell spans the mel bands (bottom to top) over ``seconds`` (left to right). Cells with fewer frames (a coarser
-    hop) are stretched to the widest."""
+def _stretched_cells(logmels: Sequence[Sequence[torch.Tensor | np.ndarray]]) -> list[list[np.ndarray]]:
+    """``logmels[row][column]`` ``(frames, n_mels)`` as images ``(n_mels, width)``, all stretched to the widest."""
     cells = [[np.asarray(torch.as_tensor(np.asarray(c)).float()).T for c in row] for row in logmels]
     width = max(c.shape[1] for row in cells for c in row)
-    specs = [[c[:, np.minimum((np.arange(width) * c.shape[1]) // width, c.shape[1] - 1)] for c in row]
-             for row in cells]
+    return [[c[:, np.minimum((np.arange(width) * c.shape[1]) // width, c.shape[1] - 1)] for c in row]
+            for row in cells]
+
+
+def logmel_grid(logmels: Sequence[Sequence[torch.Tensor | np.ndarray]], row_labels: Sequence[str],
+                column_labels: Sequence[str], seconds: float, sample_rate: int = 16_000, title: str = "",
+                cell_width_in: float = 1.5):
+    """Log-mel frames, ``logmels[row][column]`` each ``(frames, n_mels)`` (natural log of power; a tensor
+    ``(rows, columns, frames, n_mels)`` works too), as one mosaic on one colour scale (18.4 nats = 80 dB range); each
+    cell spans the mel bands (bottom to top) over ``seconds`` (left to right) and is ``cell_width_in`` inches wide.
+    Cells with fewer frames (a coarser hop) are stretched to the widest."""
+    specs = _stretched_cells(logmels)
     n_mels = specs[0][0].shape[0]
     return _mosaic(specs, row_labels, column_labels, 8 * math.log(10),
-                   f"each cell: {seconds:.2f} s, {n_mels} mel bands 0-{sample_rate // 2000} kHz", title)
+                   f"each cell: {seconds:.2f} s, {n_mels} mel bands 0-{sample_rate // 2000} kHz", title, cell_width_in)
+
+
+def logmel_change_grid(changes: Sequence[Sequence[torch.Tensor | np.ndarray]], row_labels: Sequence[str],
+                       column_labels: Sequence[str], seconds: float, sample_rate: int = 16_000, title: str = "",
+                       cell_width_in: float = 1.5):
+    """Changes of log-mel frames (``changes[row][column]`` each ``(frames, n_mels)``, in nats), as
+    :func:`logmel_grid` lays them out, on a diverging colour scale symmetric around 0 (red: more energy, blue: less;
+    the limit is the 99.5th percentile of ``|change|``) with a colour bar."""
+    specs = _stretched_cells(changes)
+    n_mels = specs[0][0].shape[0]
+    return _mosaic(specs, row_labels, column_labels, None,
+                   f"each cell: {seconds:.2f} s, {n_mels} mel bands 0-{sample_rate // 2000} kHz", title, cell_width_in)
+
+
+def _tile(specs: list[list[np.ndarray]]) -> tuple[np.ndarray, list[float], list[float]]:
+    """``specs[row][column]`` images ``(height, width)`` tiled with gaps (row 0 at the top with ``origin="lower"``);
+    returns the mosaic and the centres of the columns and rows."""
+    rows, columns = len(specs), len(specs[0])
+    height, width = specs[0][0].shape
+    gap, row_gap = max(2, width // 40), max(2, height // 16)
+    mosaic = np.full((rows * (height + row_gap) - row_gap, columns * (width + gap) - gap), np.nan)
+    for r in range(rows):
+        for c in range(columns):
+            top = (rows - 1 - r) * (height + row_gap)
+            mosaic[top:top + height, c * (width + gap):c * (width + gap) + width] = specs[r][c]
+    return (mosaic, [c * (width + gap) + width / 2 for c in range(columns)],
+            [(rows - 1 - r) * (height + row_gap) + height / 2 for r in range(rows)])
 
 
 def _mosaic(specs: list[list[np.ndarray]], row_labels: Sequence[str], column_labels: Sequence[str],
-            value_range: float, xlabel: str, title: str):
-    """``specs[row][column]`` images ``(height, width)`` tiled with gaps, labelled, on one colour scale of
-    ``value_range`` below the peak."""
-    rows, columns = len(specs), len(specs[0])
-    height, width = specs[0][0].shape
-    gap = max(2, width // 40)
-    mosaic = np.full((rows * (height + gap) - gap, columns * (width + gap) - gap), np.nan)
-    for r in range(rows):
-        for c in range(columns):
-            top = (rows - 1 - r) * (height + gap)  # origin="lower": row 0 at the top of the image
-            mosaic[top:top + height, c * (width + gap):c * (width + gap) + width] = specs[r][c]
-    peak = float(np.nanmax(mosaic))
-    figure = new_figure(1.5 * columns + 1.2, 1.1 * rows + 0.7)
+            value_range: float | None, xlabel: str, title: str, cell_width_in: float = 1.5):
+    """``specs[row][column]`` images ``(height, width)`` tiled, labelled, on one colour scale of ``value_range``
+    below the peak (``None``: a diverging scale symmetric around 0, with a colour bar in nats); each cell
+    ``cell_width_in`` inches wide."""
+    mosaic, xs, ys = _tile(specs)
+    figure = new_figure(cell_width_in * len(xs) + 1.2 + (0.8 if value_range is None else 0), 1.1 * len(ys) + 0.7)
     axis = figure.subplots()
-    axis.imshow(np.ma.masked_invalid(mosaic), origin="lower", aspect="auto", cmap="magma", vmin=peak - value_range,
-                vmax=peak, interpolation="nearest")
-    axis.set_xticks([c * (width + gap) + width / 2 for c in range(columns)], list(column_labels), fontsize=7)
-    axis.set_yticks([(rows - 1 - r) * (height + gap) + height / 2 for r in range(rows)], list(row_labels), fontsize=7)
+    if value_range is None:
+        limit = max(float(np.nanpercentile(np.abs(mosaic), 99.5)), 1e-6)
+        image = axis.imshow(np.ma.masked_invalid(mosaic), origin="lower", aspect="auto", cmap="RdBu_r", vmin=-limit,
+                            vmax=limit, interpolation="nearest")
+        figure.colorbar(image, ax=axis, fraction=0.03, pad=0.01).set_label("change (nats)", fontsize=7)
+    else:
+        peak = float(np.nanmax(mosaic))
+        axis.imshow(np.ma.masked_invalid(mosaic), origin="lower", aspect="auto", cmap="magma",
+                    vmin=peak - value_range, vmax=peak, interpolation="nearest")
+    axis.set_xticks(xs, list(column_labels), fontsize=7)
+    axis.set_yticks(ys, list(row_labels), fontsize=7)
     axis.tick_params(length=0)
     axis.xaxis.tick_top()
     for side in axis.spines.values():
@@ -146,8 +179,12 @@ def posterior_figure(stats: Mapping[str, PosteriorStats]):
         var_axis.plot(np.sort(item.mean_variance.numpy())[::-1] + 1e-12, label=f"{label} ({item.n_active} active)")
     threshold = next(iter(stats.values())).threshold if stats else 0.01
     var_axis.axhline(threshold, color="grey", linestyle="--", linewidth=1)
+    if not kl_axis.lines:
+        kl_axis.text(0.5, 0.5, "no Gaussian module:\nno KL to the prior", ha="center", va="center",
+                     transform=kl_axis.transAxes)
     for axis, name in ((kl_axis, "KL to N(0,1) per frame (nats)"), (var_axis, "variance of the posterior mean")):
-        axis.set_yscale("log")
+        if axis.lines:
+            axis.set_yscale("log")
         axis.set_xlabel("dimension (sorted)")
         axis.set_title(name, fontsize=9)
         axis.grid(alpha=0.3)
