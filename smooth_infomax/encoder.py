@@ -16,7 +16,7 @@ from .config import EncoderConfig, preset
 from .deprecation import renamed_keyword
 from .geometry import FrameGeometry, module_geometries
 from .inference.chunks import iter_chunks, supports_chunking
-from .inference.folding import FoldedCache, FoldedEncoder, FoldedModule
+from .inference.folding import FoldedEncoder, FoldedModule, fold_module
 from .inference.machine import Sizes, SlowDtypeWarning, compute_dtype, slow_dtype_reason
 from .inference.plan import folded_features
 from .inference.stages import Request
@@ -57,7 +57,6 @@ class SmoothInfoMaxEncoder(nn.Module):
         self.revision: str | None = None  # the Hub commit it was loaded from
         self.card: HubModelCard | None = None  # the model card it was loaded with (see save_pretrained)
         self._frozen: set[int] = set()  # modules excluded from training (see freeze)
-        self._folded = FoldedCache()  # inference weights per dtype and device (see inference/folding.py)
 
     @property
     def _stage_list(self) -> Sequence[EncoderModule]:
@@ -271,9 +270,9 @@ class SmoothInfoMaxEncoder(nn.Module):
 
     def inference_modules(self) -> list[FoldedModule]:
         """Per module, its ``inference.FoldedModule`` for the current dtype: the autocast dtype when autocast
-        is on, else the model's. Needs every BatchNorm in eval mode."""
+        is on, else the model's. Folded from the current parameters; needs every BatchNorm in eval mode."""
         parameter = next(self.parameters())
-        return self._folded.get(self, self._stage_list, compute_dtype(parameter), parameter.device)
+        return [fold_module(stage, compute_dtype(parameter), parameter.device) for stage in self._stage_list]
 
     def _folded_encoder(self) -> FoldedEncoder:
         """This encoder as the folded paths read it, for the current compute dtype and device."""

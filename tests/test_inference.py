@@ -1,6 +1,5 @@
 """The folded inference path (smooth_infomax/inference/) against the modules' own forward pass."""
 
-import platform
 import re
 import warnings
 from pathlib import Path
@@ -11,16 +10,9 @@ import torch.nn.functional as F
 
 from smooth_infomax import SmoothInfoMaxEncoder
 from smooth_infomax.config import ConvLayerConfig
-from smooth_infomax.inference import (
-    FoldedModule,
-    HalfWeightGRU,
-    SlowDtypeWarning,
-    default_sizes_s,
-    half_weight_gru_applies,
-    slow_dtype_reason,
-)
+from smooth_infomax.inference import FoldedModule, SlowDtypeWarning, default_sizes_s, slow_dtype_reason
 from smooth_infomax.inference.chunks import is_chunked
-from smooth_infomax.inference.convs import FoldedConv, block_conv_applies, block_taps, conv_channels_last
+from smooth_infomax.inference.convs import FoldedConv, block_conv_applies, block_taps, conv1d_channels_last
 from smooth_infomax.inference.pieces import conv_modules_in_pieces, piece_groups
 from smooth_infomax.inputs import prepare_audio
 
@@ -94,34 +86,6 @@ def test_extract_warns_when_the_cpu_has_no_native_16_bit_path():
 
 
 @pytest.mark.slow
-def test_half_weight_gru_is_close_to_the_float32_gru_and_carries_its_state():
-    torch.manual_seed(0)
-    gru = torch.nn.GRU(64, 32, batch_first=True)
-    x = torch.randn(3, 50, 64)
-    with torch.no_grad():
-        want, want_state = gru(x)
-    half = HalfWeightGRU.of(gru)
-    got, state = half(x, None)
-    assert 0 < (got - want).norm() / want.norm() < 1e-3
-    assert (state - want_state).abs().max() < 1e-3
-    first, middle = half(x[:, :20], None)
-    second, end = half(x[:, 20:], middle)
-    torch.testing.assert_close(torch.cat([first, second], dim=1), got)
-    torch.testing.assert_close(end, state)
-
-
-def test_16_bit_extraction_on_x86_runs_the_gru_with_half_weights():
-    encoder = trained_looking("sim")
-    cpu = torch.device("cpu")
-    assert half_weight_gru_applies(torch.bfloat16, cpu) == (platform.machine().lower() in ("x86_64", "amd64"))
-    assert not half_weight_gru_applies(torch.float32, cpu)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        low = encoder.inference_modules()
-    assert (low[-1].gru is not None) == half_weight_gru_applies(torch.bfloat16, cpu)
-    assert encoder.inference_modules()[-1].gru is None  # float32 keeps the exact GRU
-
-
-@pytest.mark.slow
 def test_folded_weights_follow_parameter_changes():
     encoder = trained_looking("sim")
     wav = clips()[0]
@@ -144,21 +108,23 @@ def test_train_mode_uses_batch_statistics_like_forward():
 
 
 @pytest.mark.parametrize("kernel,stride,padding", [(10, 5, 2), (7, 3, 0), (3, 5, 1), (1, 1, 0)])
-def test_single_channel_conv_as_matmul_equals_conv1d(kernel, stride, padding):
+def test_single_channel_conv_equals_conv1d(kernel, stride, padding):
+    """The first layer's shape (one input channel), as this CPU runs it: Winograd where the kernel is twice the
+    stride (10, 5: the presets' first layer), else conv1d."""
     generator = torch.Generator().manual_seed(kernel)
     weight, bias = torch.randn(16, 1, kernel, generator=generator), torch.randn(16, generator=generator)
     x = torch.randn(3, 1, 1000, generator=generator)
-    got = FoldedConv(weight.unsqueeze(2), bias, stride, padding, relu=False)(x.transpose(1, 2))  # channels-last
+    taps = block_taps(weight, stride) if block_conv_applies(weight, stride, torch.device("cpu")) else None
+    got = FoldedConv(weight, bias, stride, padding, relu=False, taps=taps)(x.transpose(1, 2))  # channels-last
     assert torch.allclose(got.transpose(1, 2), F.conv1d(x, weight, bias, stride, padding), atol=1e-5)
 
 
 @pytest.mark.parametrize("channels,kernel,stride,padding", [(8, 8, 4, 2), (5, 3, 2, 0), (4, 1, 1, 0)])
-def test_channels_last_conv_equals_conv1d(channels, kernel, stride, padding):
+def test_conv1d_of_channels_last_frames_equals_conv1d(channels, kernel, stride, padding):
     generator = torch.Generator().manual_seed(channels)
     weight, bias = torch.randn(6, channels, kernel, generator=generator), torch.randn(6, generator=generator)
     x = torch.randn(2, channels, 200, generator=generator)
-    weight_2d = weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)
-    got = conv_channels_last(x.transpose(1, 2).contiguous(), weight_2d, bias, stride, padding)
+    got = conv1d_channels_last(x.transpose(1, 2).contiguous(), weight, bias, stride, padding)
     assert got.is_contiguous()
     assert torch.allclose(got.transpose(1, 2), F.conv1d(x, weight, bias, stride, padding), atol=1e-5)
 
@@ -169,7 +135,7 @@ def test_conv_as_winograd_over_blocks_equals_conv1d(samples, kernel, stride, pad
     generator = torch.Generator().manual_seed(samples)
     weight, bias = torch.randn(6, 5, kernel, generator=generator), torch.randn(6, generator=generator)
     x = torch.randn(2, 5, samples, generator=generator)
-    conv = FoldedConv(weight.unsqueeze(2), bias, stride, padding, relu=False, taps=block_taps(weight, stride))
+    conv = FoldedConv(weight, bias, stride, padding, relu=False, taps=block_taps(weight, stride))
     got = conv(x.transpose(1, 2).contiguous())
     torch.testing.assert_close(got.transpose(1, 2), F.conv1d(x, weight, bias, stride, padding))
 
@@ -179,8 +145,7 @@ def test_margins_are_the_rows_a_wider_zero_padding_gives(in_channels, kernel, st
     generator = torch.Generator().manual_seed(kernel)
     weight, bias = torch.randn(6, in_channels, kernel, generator=generator), torch.randn(6, generator=generator)
     x = torch.randn(2, in_channels, 101, generator=generator)
-    taps = block_taps(weight, stride) if in_channels > 1 else None
-    conv = FoldedConv(weight.unsqueeze(2), bias, stride, padding, relu=False, taps=taps)
+    conv = FoldedConv(weight, bias, stride, padding, relu=False, taps=block_taps(weight, stride))
     got = conv(x.transpose(1, 2).contiguous(), margins=(2, 3))
     frames = conv.output_frames(101)
     want = F.conv1d(F.pad(x, (padding + 2 * stride, padding + 3 * stride)), weight, bias, stride)
@@ -189,16 +154,15 @@ def test_margins_are_the_rows_a_wider_zero_padding_gives(in_channels, kernel, st
 
 
 def folded_stack(channels: int, layers: list[tuple[int, int, int]]) -> tuple[FoldedModule, list]:
-    """A ``FoldedModule`` of ReLU convs ``(kernel, stride, padding)`` on one input channel, as single-channel and
-    block convs (whatever this machine would choose), and the conv1d weights it was made of."""
+    """A ``FoldedModule`` of ReLU convs ``(kernel, stride, padding)`` on one input channel, as block convs (kernel
+    twice the stride, as the presets'), and the conv1d weights it was made of."""
     generator = torch.Generator().manual_seed(len(layers))
     convs, weights, in_channels = [], [], 1
     for kernel, stride, padding in layers:
         weight = torch.randn(channels, in_channels, kernel, generator=generator) / in_channels
         bias = torch.randn(channels, generator=generator)
-        taps = block_taps(weight, stride) if in_channels > 1 else None
         layer = ConvLayerConfig(kernel, stride, padding, channels, relu=True)
-        convs.append((FoldedConv(weight.unsqueeze(2), bias, stride, padding, relu=True, taps=taps), layer))
+        convs.append((FoldedConv(weight, bias, stride, padding, relu=True, taps=block_taps(weight, stride)), layer))
         weights.append((weight, bias, stride, padding))
         in_channels = channels
     return FoldedModule(tuple(convs), None, None), weights
@@ -219,14 +183,17 @@ def test_a_conv_writing_the_next_block_convs_padded_input_equals_separate_layers
     torch.testing.assert_close(got.transpose(1, 2), want)
 
 
-def test_block_conv_is_chosen_for_float32_on_avx2_cpus_only():
+def test_block_conv_is_chosen_on_every_cpu_where_the_kernel_is_twice_the_stride():
     weight, cpu = torch.zeros(4, 3, 8), torch.device("cpu")
-    avx2 = torch.backends.cpu.get_cpu_capability() == "AVX2"
-    assert block_conv_applies(weight, 4, torch.float32, cpu) == avx2
-    assert not block_conv_applies(weight, 4, torch.bfloat16, cpu)
-    assert not block_conv_applies(weight, 3, torch.float32, cpu)  # kernel not twice the stride
-    assert not block_conv_applies(torch.zeros(4, 1, 8), 4, torch.float32, cpu)  # one input channel
-    assert not block_conv_applies(weight, 4, torch.float32, torch.device("cuda"))
+    assert block_conv_applies(weight, 4, cpu)
+    assert block_conv_applies(torch.zeros(4, 1, 10), 5, cpu)  # one input channel: the first layer
+    assert not block_conv_applies(weight, 3, cpu)  # kernel not twice the stride
+    assert not block_conv_applies(weight, 4, torch.device("cuda"))
+    encoder = trained_looking("sim")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = encoder.inference_modules()
+    for modules in (encoder.inference_modules(), low):  # float32 and bfloat16: every conv of the preset
+        assert all(conv.taps is not None for module in modules for conv, _ in module.convs)
 
 
 def assert_same_features(got_extraction, want_extraction) -> None:

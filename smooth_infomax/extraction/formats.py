@@ -124,7 +124,6 @@ class SafetensorsStream:
         raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
         raw += b" " * (-len(raw) % 8)
         self._data_start = 8 + len(raw)
-        self._previous: tuple[int, int] | None = None  # (offset, length) of the last rows written
         self._file = open(path, "wb")  # noqa: SIM115 -- closed in close()
         self._file.write(struct.pack("<Q", len(raw)) + raw)
         self._file.truncate(self._data_start + offset)
@@ -136,11 +135,6 @@ class SafetensorsStream:
         data = np.ascontiguousarray(rows, dtype=dtype).data.cast("B")  # written without a bytes copy
         self._file.seek(position)
         self._file.write(data)
-        self._file.flush()
-        _evict(self._file.fileno(), position, len(data))  # starts writing these pages back
-        if self._previous is not None:
-            _evict(self._file.fileno(), *self._previous)  # drops the previous rows, on disk by now
-        self._previous = (position, len(data))
 
     def close(self, sync: bool = True) -> None:
         """Flush (and with ``sync``, fsync) and close the file; nothing happens if it is closed already."""
@@ -150,20 +144,8 @@ class SafetensorsStream:
             self._file.flush()
             if sync:
                 os.fsync(self._file.fileno())
-                _evict(self._file.fileno(), 0, 0)
         finally:
             self._file.close()
-
-
-def _evict(fd: int, offset: int, length: int) -> None:
-    """Ask the OS to write back and evict bytes ``[offset, offset + length)`` of ``fd`` from its page cache
-    (length 0: to the end; pages still being written back stay). Features are written once and not read back,
-    so their pages are recycled for the next writes instead of growing the cache; on VMs that hand freed memory
-    back to the host, never-used pages are expensive (docs/performance.md). Best effort: a no-op where
-    ``posix_fadvise`` does not exist or the file system refuses it."""
-    if hasattr(os, "posix_fadvise"):
-        with contextlib.suppress(OSError):
-            os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
 
 
 # ---- writers ------------------------------------------------------------------------------------------------------

@@ -3,23 +3,22 @@
 Files, each with one job:
 - ``stages.py``: ``run_stages``, the one stage loop (convs -> head -> GRU -> collect) every path runs through.
 - ``unfolded.py``: the modules' own passes through it (training ``forward``, ``forward_features``).
-- ``folding.py``: modules prepared for inference (BatchNorm folded, weights cast once per dtype and device).
-- ``convs.py`` / ``gru.py``: each conv and the GRU in the form measured fastest for its shape and machine.
+- ``folding.py``: modules prepared for inference (BatchNorm folded, weights cast to the compute dtype).
+- ``convs.py`` / ``gru.py``: each conv in its form for the device (Winograd on a CPU), the GRU outside autocast.
 - ``folded.py``: the folded fast path through ``run_stages``.
 - ``chunks.py`` / ``pieces.py``: one long clip in exact chunks; a large batch in cache-sized pieces.
 - ``plan.py``: which of those ``extract`` takes; ``machine.py``: compute dtype, slow-dtype warning, default sizes.
 
-What the folded path changes, and why (the measurements: docs/performance.md):
-- BatchNorm (eval mode) is folded into the conv weights and bias, and ReLU runs in place: one pass per layer.
-- The first layer, on a single input channel, is one matmul over a strided view of the waveform (oneDNN's conv is
-  slow on that shape); on an AVX2 CPU in float32, convs whose kernel is twice their stride run as Winograd F(2, 2)
-  over blocks of the input, written straight into the next layer's padded input where they can.
+What the folded path changes, and why (each kept for a measured gain of at least 5 % on an utterance corpus, or
+for the reason given; the measurements: docs/performance.md):
+- BatchNorm (eval mode) is folded into the conv weights and bias (for accuracy in 16 bits); ReLU runs in place
+  (no code cost).
+- On a CPU, convs whose kernel is twice their stride (all of the presets', the first layer's too) run as Winograd
+  F(2, 2) over blocks of the input, in any dtype, each written straight into the next layer's padded input; other
+  convs, and every conv on a GPU, run as ``F.conv1d``.
 - The log-variance head is skipped when no log-variance is wanted.
-- Frames past an item's length are zeroed only when the batch has such frames.
-- Weights are prepared once per dtype and device (e.g. bfloat16 under ``torch.autocast``) and reused until a
-  parameter changes, instead of being cast on every call.
-- When the convs run in 16 bits on an x86 CPU, the GRU runs with float16 weights packed for fbgemm (inputs, state
-  and sums stay float32); float32 extraction keeps the exact float32 GRU. The GRU always runs outside autocast.
+- The GRU runs outside autocast, in its own dtype.
+- Weights are folded and cast at every call, so they follow any change of the parameters.
 - A long clip runs in chunks and a large batch in pieces sized to stay in the caches (``machine.default_sizes_s``).
 
 Activations are channels-last ``(batch, frames, dim)``, the layout of the outputs; lengths stay on the CPU (no
@@ -27,25 +26,22 @@ device syncs). Nothing here imports ``smooth_infomax.extraction`` (the CLI's pip
 """
 
 from .chunks import ChunkWindow, iter_chunks, plan_chunks, supports_chunking
-from .folding import FoldedCache, FoldedEncoder, FoldedModule
-from .gru import HalfWeightGRU, half_weight_gru_applies, run_gru
+from .folding import FoldedEncoder, FoldedModule
+from .gru import run_gru
 from .machine import Sizes, SlowDtypeWarning, compute_dtype, default_sizes_s, extract_chunk_samples, slow_dtype_reason
 from .pieces import piece_groups
 from .stages import Request, run_stages
 
 __all__ = [
     "ChunkWindow",
-    "FoldedCache",
     "FoldedEncoder",
     "FoldedModule",
-    "HalfWeightGRU",
     "Request",
     "Sizes",
     "SlowDtypeWarning",
     "compute_dtype",
     "default_sizes_s",
     "extract_chunk_samples",
-    "half_weight_gru_applies",
     "iter_chunks",
     "piece_groups",
     "plan_chunks",

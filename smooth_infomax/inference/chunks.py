@@ -112,7 +112,7 @@ class WindowPath:
 
     def recur(self, m: int, step: ChunkStep) -> ChunkStep:
         module, rows = self.model.modules[m], step.rows
-        if module.module_gru is None or rows.mean.shape[1] == 0:
+        if module.gru is None or rows.mean.shape[1] == 0:
             return step
         recurrent, self.states[m] = module.recur(rows.mean, torch.tensor([rows.mean.shape[1]]), self.states.get(m))
         return ChunkStep(step.local, step.lengths, FrameRows(rows.start_frame, recurrent, rows.logvar))

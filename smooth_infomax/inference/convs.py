@@ -1,15 +1,12 @@
-"""The conv layers of the inference path, channels-last ``(batch, frames, dim)``, in the fastest form measured for
-each shape and machine (the measurements: docs/performance.md):
+"""The conv layers of the inference path, channels-last ``(batch, frames, dim)``:
 
-- a conv reading a single input channel (the first layer, on raw audio): one matmul over a strided, overlapping
-  view of the padded waveform;
-- on an AVX2 CPU in float32, a conv whose kernel is twice its stride: a kernel-2 conv over blocks of ``stride``
-  input frames (a reshaped view), computed with Winograd's F(2, 2), three matmuls for every two output frames
-  instead of four (``block_taps``);
-- any other conv: a channels-last conv2d of height 1, oneDNN's fastest layout elsewhere.
+- on a CPU, a conv whose kernel is twice its stride (every conv of the presets, the first layer included): a
+  kernel-2 conv over blocks of ``stride`` input frames (a reshaped view), computed with Winograd's F(2, 2), three
+  matmuls for every two output frames instead of four (``block_taps``);
+- any other conv (and every conv on a GPU): ``F.conv1d``.
 
-A single-channel or block conv can also write rows beyond its frames ("margins"), so that it produces the next
-block conv's zero-padded input directly instead of a copy of its output into a padded tensor.
+A block conv can also write rows beyond its frames ("margins"), so that it produces the next block conv's
+zero-padded input directly instead of a copy of its output into a padded tensor.
 """
 
 from __future__ import annotations
@@ -22,28 +19,26 @@ import torch.nn.functional as F
 
 @dataclass(frozen=True)
 class FoldedConv:
-    """A conv layer with its BatchNorm folded in: ``weight (out, in, 1, kernel)`` in channels-last memory format
-    (a conv2d over a height of 1), ``bias (out,)``."""
+    """A conv layer with its BatchNorm folded in: ``weight (out, in, kernel)``, ``bias (out,)``, and ``taps``, the
+    same conv over blocks of the input (``block_taps``), or ``None`` to run ``F.conv1d``."""
 
     weight: torch.Tensor
     bias: torch.Tensor
     stride: int
     padding: int
     relu: bool
-    taps: torch.Tensor | None = None  # (3, stride * in, out): the conv over blocks of the input (block_taps)
+    taps: torch.Tensor | None = None  # (3, stride * in, out)
 
     def __call__(self, x: torch.Tensor, margins: tuple[int, int] = (0, 0), padded: bool = False) -> torch.Tensor:
         """``(batch, samples, in)`` -> ``(batch, frames, out)``, before masking.
 
         ``margins``: rows to add before and after the frames, computed as if the input's zero padding went on (a
-        single-channel or block conv only; the caller zeroes them). ``padded``: ``x`` already holds this block
-        conv's padding, ``block_margins`` rows of zeros around its frames."""
-        if self.weight.shape[1] == 1:
-            x = self._single_channel_matmul(x, margins)
-        elif self.taps is not None:
+        block conv only; the caller zeroes them). ``padded``: ``x`` already holds this block conv's padding,
+        ``block_margins`` rows of zeros around its frames."""
+        if self.taps is not None:
             x = self._block_conv(x, self.taps, margins, padded)
         else:
-            x = conv_channels_last(x, self.weight, self.bias, self.stride, self.padding)
+            x = conv1d_channels_last(x, self.weight, self.bias, self.stride, self.padding)
         return torch.relu_(x) if self.relu else x
 
     def output_frames(self, input_frames: int) -> int:
@@ -53,16 +48,6 @@ class FoldedConv:
         """The zero rows a block conv reads before and after ``input_frames`` input frames."""
         frames = self.output_frames(input_frames)
         return self.padding, (frames + 1) * self.stride - input_frames - self.padding
-
-    def _single_channel_matmul(self, x: torch.Tensor, margins: tuple[int, int]) -> torch.Tensor:
-        # why: oneDNN's conv handles a single input channel badly; as windows of the waveform (a strided view, no
-        # copy) times the weights it is one matmul at the matmul rate
-        kernel = self.weight.shape[-1]
-        left, right = (self.padding + margin * self.stride for margin in margins)
-        padded = F.pad(x[..., 0], (left, right))  # (batch, samples + left + right)
-        frames = (padded.shape[-1] - kernel) // self.stride + 1
-        windows = padded.as_strided((padded.shape[0], frames, kernel), (padded.stride(0), self.stride, 1))
-        return F.linear(windows, self.weight[:, 0, 0], self.bias)
 
     def _block_conv(self, x: torch.Tensor, taps: torch.Tensor, margins: tuple[int, int], padded: bool) -> torch.Tensor:
         """Kernel = 2 x stride: the padded input read as blocks of ``stride`` frames ``(batch, frames + 1, stride *
@@ -89,8 +74,9 @@ def winograd_f22(blocks: torch.Tensor, taps: torch.Tensor, bias: torch.Tensor, o
         bias: ``(out,)``.
         out: ``(frames, out)``, written in place.
     """
-    # why: on AVX2 CPUs a matmul runs at over twice the rate of oneDNN's channels-last conv, and Winograd's F(2, 2)
-    # needs a quarter fewer multiplications than the plain matmul over blocks, for two subtractions over the input
+    # why: a matmul over blocks runs at the matmul rate, above oneDNN's conv on these shapes (AVX2 and AVX-512 CPUs,
+    # float32 and bfloat16; docs/performance.md), and Winograd's F(2, 2) needs a quarter fewer multiplications than
+    # the plain matmul over blocks, for two subtractions over the input
     pairs = out.shape[0] // 2
     first, middle, after = blocks[0: 2 * pairs: 2], blocks[1: 2 * pairs: 2], blocks[2: 2 * pairs + 1: 2]
     rows = out[: 2 * pairs].view(pairs, 2, out.shape[1])
@@ -101,22 +87,17 @@ def winograd_f22(blocks: torch.Tensor, taps: torch.Tensor, bias: torch.Tensor, o
         out[-1] = torch.addmm(bias, blocks[-2:-1], taps[0]).addmm_(blocks[-1:], taps[2])[0]
 
 
-def conv_channels_last(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int = 1,
-                       padding: int = 0) -> torch.Tensor:
-    """Conv1d of ``x (batch, frames, in)`` with ``weight (out, in, 1, kernel)``, as a channels-last conv2d of
-    height 1, the layout in which oneDNN runs fastest; no copies in or out. Returns ``(batch, frames', out)``."""
-    nhwc = x.unsqueeze(1).permute(0, 3, 1, 2)  # (batch, in, 1, frames), channels-last strides
-    out = F.conv2d(nhwc, weight, bias, (1, stride), (0, padding))
-    return out.permute(0, 2, 3, 1)[:, 0]
+def conv1d_channels_last(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int = 1,
+                         padding: int = 0) -> torch.Tensor:
+    """``F.conv1d`` of ``x (batch, frames, in)`` with ``weight (out, in, kernel)``; returns ``(batch, frames',
+    out)``, contiguous: the layout of the outputs and of the next layer's input."""
+    return F.conv1d(x.transpose(1, 2), weight, bias, stride, padding).transpose(1, 2).contiguous()
 
 
-def block_conv_applies(weight: torch.Tensor, stride: int, dtype: torch.dtype, device: torch.device) -> bool:
+def block_conv_applies(weight: torch.Tensor, stride: int, device: torch.device) -> bool:
     """Whether a conv of ``weight (out, in, kernel)`` runs as a Winograd conv over blocks (``winograd_f22``): a
-    multi-channel kernel of twice the stride, in float32 on a CPU whose best vector ISA is AVX2, where oneDNN's
-    channels-last convolution runs at under half the rate of a matmul; on AVX-512 CPUs the conv2d is the faster one
-    (docs/performance.md, "An AVX2 CPU")."""
-    return (device.type == "cpu" and dtype == torch.float32 and weight.shape[1] > 1
-            and weight.shape[2] == 2 * stride and torch.backends.cpu.get_cpu_capability() == "AVX2")
+    kernel of twice the stride, on a CPU (on a GPU, ``F.conv1d`` runs cuDNN's convolutions)."""
+    return device.type == "cpu" and weight.shape[2] == 2 * stride
 
 
 def block_taps(weight: torch.Tensor, stride: int) -> torch.Tensor:
@@ -130,17 +111,15 @@ def block_taps(weight: torch.Tensor, stride: int) -> torch.Tensor:
 
 
 def mask_tail_(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Zero, in place, frames at or past each item's length; ``x (batch, frames, dim)``, ``lengths`` on the CPU.
-    Returns ``x``."""
-    # why in place and per item: a batch without padding (the common case) costs no pass over memory at all
-    for item, length in enumerate(lengths.tolist()):
-        if length < x.shape[1]:
-            x[item, length:] = 0
-    return x
+    """Zero, in place, frames at or past each item's length; ``x (batch, frames, dim)``, ``lengths (batch,)`` on any
+    device. Returns ``x``."""
+    # why non_blocking: lengths stay on the CPU, and a blocking copy to a GPU would wait for all its queued work
+    keep = torch.arange(x.shape[1], device=x.device) < lengths.to(x.device, non_blocking=True)[:, None]
+    return x.mul_(keep.unsqueeze(-1))
 
 
 def writes_margins(conv: FoldedConv, padded: bool) -> bool:
     """Whether ``conv`` can compute rows beyond its frames (``FoldedConv.__call__``'s margins) on this input."""
     # why margins: the next block conv then reads its zero-padded input in place, without a padded copy of this
     # layer's whole output
-    return not padded and (conv.weight.shape[1] == 1 or conv.taps is not None)
+    return not padded and conv.taps is not None

@@ -26,7 +26,7 @@ class FoldedPath:
 
     def recur(self, m: int, step: Step) -> Step:
         module = self.model.modules[m]
-        if module.module_gru is None:
+        if module.gru is None:
             return step
         return Step(module.recur(step.mean, step.lengths)[0], step.logvar, step.lengths)
 

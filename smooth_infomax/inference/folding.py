@@ -1,5 +1,6 @@
-"""An encoder's modules prepared for inference: BatchNorm folded into the convs, weights cast once per dtype and
-device, each conv in its fastest form (``convs.py``) and the GRU to run (``gru.py``)."""
+"""An encoder's modules prepared for inference: BatchNorm folded into the convs, weights cast to the compute dtype,
+each conv in its form for the device (``convs.py``). Folded anew at every call, so they always follow the
+parameters (e.g. while fine-tuning)."""
 
 from __future__ import annotations
 
@@ -8,26 +9,25 @@ from dataclasses import dataclass
 from typing import cast
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..config import ConvLayerConfig, EncoderConfig
 from ..geometry import FrameGeometry, conv_output_length, min_input_samples
 from ..layers import ConvBlock, EncoderModule
-from .convs import FoldedConv, block_conv_applies, block_taps, conv_channels_last, mask_tail_, writes_margins
-from .gru import HalfWeightGRU, half_weight_gru_applies, run_gru
+from .convs import FoldedConv, block_conv_applies, block_taps, mask_tail_, writes_margins
+from .gru import run_gru
 
 
 @dataclass(frozen=True)
 class FoldedModule:
-    """One ``EncoderModule`` ready for inference: folded convs and the 1x1 heads, each weight ``(dim, dim, 1, 1)``
-    channels-last (``None`` when absent), the GRU to run in place of the module's own (``None``: its own) and the
-    module's own GRU (``None`` when it has none)."""
+    """One ``EncoderModule`` ready for inference: folded convs, the 1x1 heads as ``(weight (dim, dim), bias)`` of a
+    linear map (``None`` when absent) and the module's GRU (``None`` when it has none)."""
 
     convs: tuple[tuple[FoldedConv, ConvLayerConfig], ...]
     mean_head: tuple[torch.Tensor, torch.Tensor] | None  # (weight, bias)
     logvar_head: tuple[torch.Tensor, torch.Tensor] | None
-    gru: HalfWeightGRU | None = None
-    module_gru: nn.GRU | None = None
+    gru: nn.GRU | None = None
 
     def encode(
         self, x: torch.Tensor, lengths: torch.Tensor, want_logvar: bool = True
@@ -50,26 +50,28 @@ class FoldedModule:
                 padded = False
         if self.mean_head is None:
             return x, None, lengths
-        mean = mask_tail_(conv_channels_last(x, *self.mean_head), lengths)
+        mean = mask_tail_(F.linear(x, *self.mean_head), lengths)  # a 1x1 conv on channels-last frames
         logvar = None
         # why optional: the log-variance head is a tenth of the FLOPs, wasted when only means are wanted
         if want_logvar and self.logvar_head is not None:
-            logvar = mask_tail_(conv_channels_last(x, *self.logvar_head), lengths)
+            logvar = mask_tail_(F.linear(x, *self.logvar_head), lengths)
         return mean, logvar, lengths
 
     def recur(self, x: torch.Tensor, lengths: torch.Tensor,
               state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The module's GRU (``gru.run_gru``): ``(batch, frames, dim)`` -> ``(batch, frames, hidden)`` and the last
         state ``(1, batch, hidden)``."""
-        if self.module_gru is None:
+        if self.gru is None:
             raise ValueError("this module has no GRU")
-        return run_gru(self.module_gru, x, lengths, state, self.gru)
+        return run_gru(self.gru, x, lengths, state)
 
 
 def fold_conv(block: ConvBlock, dtype: torch.dtype, device: torch.device) -> FoldedConv:
     """``block`` (eval mode) as one conv: its BatchNorm folded into the weight and bias."""
     # why fold: BatchNorm in eval mode is an affine map per channel, so conv + BatchNorm is one conv with rescaled
-    # weights and a shifted bias: one pass over the activations instead of two
+    # weights and a shifted bias. Kept for accuracy, not speed (the pass it saves is under 1 % of the time): in 16
+    # bits an unfolded BatchNorm reads each conv output rounded to 16 bits and rounds again, about ten times the
+    # error of the folded conv (docs/performance.md, "The trick ablation")
     # ConvBlock builds its Conv1d with a bias and its BatchNorm1d affine, with running statistics
     assert block.conv.bias is not None
     weight, bias = block.conv.weight.detach().float(), block.conv.bias.detach().float()
@@ -81,27 +83,19 @@ def fold_conv(block: ConvBlock, dtype: torch.dtype, device: torch.device) -> Fol
         weight = weight * scale[:, None, None]
         bias = (bias - norm.running_mean.float()) * scale + norm.bias.detach().float()
     layer = block.layer
-    as_blocks = block_conv_applies(weight, layer.stride, dtype, device)
-    taps = block_taps(weight, layer.stride).to(device, dtype) if as_blocks else None
-    return FoldedConv(conv2d_weight(weight, dtype, device), bias.to(device, dtype), layer.stride, layer.padding,
-                      layer.relu, taps)
-
-
-def conv2d_weight(weight: torch.Tensor, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """A conv1d weight ``(out, in, kernel)`` as a channels-last conv2d weight ``(out, in, 1, kernel)``."""
-    return weight.unsqueeze(2).to(device, dtype).contiguous(memory_format=torch.channels_last)
+    taps = None
+    if block_conv_applies(weight, layer.stride, device):
+        taps = block_taps(weight, layer.stride).to(device, dtype)
+    return FoldedConv(weight.to(device, dtype), bias.to(device, dtype), layer.stride, layer.padding, layer.relu, taps)
 
 
 def fold_module(stage: EncoderModule, dtype: torch.dtype, device: torch.device) -> FoldedModule:
     """``stage`` (eval mode) folded for inference in ``dtype`` on ``device``."""
     blocks = cast("Sequence[ConvBlock]", stage.convs)  # nn.ModuleList types its items as plain modules
     convs = tuple((fold_conv(block, dtype, device), block.layer) for block in blocks)
-    gru = None
-    if stage.gru is not None and half_weight_gru_applies(dtype, device):
-        gru = HalfWeightGRU.of(stage.gru)
     if stage.head is None:
-        return FoldedModule(convs, None, None, gru, stage.gru)
-    return FoldedModule(convs, _head(stage.head.mean, dtype, device), _head(stage.head.logvar, dtype, device), gru,
+        return FoldedModule(convs, None, None, stage.gru)
+    return FoldedModule(convs, _head(stage.head.mean, dtype, device), _head(stage.head.logvar, dtype, device),
                         stage.gru)
 
 
@@ -110,29 +104,7 @@ def _head(conv: nn.Conv1d | None, dtype: torch.dtype,
     if conv is None:
         return None
     assert conv.bias is not None  # LatentHead's convs have a bias
-    return conv2d_weight(conv.weight.detach(), dtype, device), conv.bias.detach().to(device, dtype)
-
-
-class FoldedCache:
-    """Folded modules per ``(dtype, device)``, rebuilt when any parameter or buffer of the encoder changes."""
-
-    # why a cache: casting and folding the weights at every call (as autocast would) costs more than a short clip
-
-    def __init__(self) -> None:
-        self._entries: dict[tuple[torch.dtype, str], tuple[tuple, list[FoldedModule]]] = {}
-
-    def get(self, owner: nn.Module, stages: Sequence[EncoderModule], dtype: torch.dtype,
-            device: torch.device) -> list[FoldedModule]:
-        """One ``FoldedModule`` per module of ``stages``; ``owner`` holds every parameter and buffer they read."""
-        tensors = list(owner.parameters()) + list(owner.buffers())
-        version = tuple((t.data_ptr(), t._version) for t in tensors)
-        key = (dtype, str(device))
-        cached = self._entries.get(key)
-        if cached is None or cached[0] != version:
-            folded = [fold_module(stage, dtype, device) for stage in stages]
-            self._entries = {k: v for k, v in self._entries.items() if v[0] == version}
-            self._entries[key] = (version, folded)
-        return self._entries[key][1]
+    return conv.weight.detach()[:, :, 0].to(device, dtype), conv.bias.detach().to(device, dtype)
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ def leading_conv_modules(model: FoldedEncoder, deepest: int) -> list[int]:
     """Modules ``0 .. k`` (``k <= deepest``) that have convs and no GRU: those a batch can compute in pieces."""
     leading = []
     for index, module in enumerate(model.modules[: deepest + 1]):
-        if not module.convs or module.module_gru is not None:
+        if not module.convs or module.gru is not None:
             break
         leading.append(index)
     return leading

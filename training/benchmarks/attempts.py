@@ -2,12 +2,12 @@
 
     python -m training.benchmarks.attempts [--threads N] [--compile] [--out FILE.json]
 
-- each conv layer of the SIM stack as oneDNN conv1d (channel-first, as ``nn.Conv1d``), as a channels-last conv2d
-  of height 1 (what ``inference/convs.py`` runs), and as one matmul over reshaped views of channels-last input (kernel =
-  2 x stride: ``Y = blocks @ [W0 W1]``, then ``Y0[t] + Y1[t + 1]``), and as the same kernel-2 conv over blocks
-  by Winograd's F(2, 2) (three matmuls per two output frames; what ``inference/convs.py`` runs on AVX2 CPUs in float32),
-  in float32 and bfloat16;
-- the first layer (one input channel) as conv1d and as a matmul over a strided view;
+- each conv layer of the SIM stack as oneDNN conv1d (channel-first, as ``nn.Conv1d``; what ``inference/convs.py``
+  runs on a GPU), as a channels-last conv2d of height 1, and as one matmul over reshaped views of channels-last input
+  (kernel = 2 x stride: ``Y = blocks @ [W0 W1]``, then ``Y0[t] + Y1[t + 1]``), and as the same kernel-2 conv over
+  blocks by Winograd's F(2, 2) (three matmuls per two output frames; what ``inference/convs.py`` runs on a CPU), in
+  float32 and bfloat16;
+- the first layer (one input channel) also as a matmul over a strided view;
 - the GRU with autocast on (weights cast at every time step) and off;
 - optionally ``torch.compile`` of the naive layer-by-layer stack (``--compile``; slow warm-up).
 """
@@ -50,7 +50,7 @@ def conv_variants(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: i
             return padded.as_strided((frames, kernel), (stride, 1)) @ weight[:, 0].T
 
         variants["matmul over strided view"] = strided_matmul
-    elif kernel == 2 * stride:
+    if kernel == 2 * stride:
         rows = x[0].T.contiguous()  # (frames, in)
         taps = weight.reshape(out_ch, in_ch, 2, stride).permute(3, 1, 2, 0).reshape(stride * in_ch, 2 * out_ch)
         frames = (rows.shape[0] + 2 * padding - kernel) // stride + 1
@@ -61,7 +61,7 @@ def conv_variants(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: i
             return y[:frames, :out_ch] + y[1:, out_ch:]
 
         variants["matmul over reshaped views"] = block_matmul
-        conv = FoldedConv(weight.unsqueeze(2), weight.new_zeros(out_ch), stride, padding, relu=False,
+        conv = FoldedConv(weight, weight.new_zeros(out_ch), stride, padding, relu=False,
                           taps=block_taps(weight, stride))
         variants["Winograd F(2, 2) over blocks"] = lambda: conv(rows[None])
     return variants

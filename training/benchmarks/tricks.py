@@ -1,7 +1,7 @@
 """Each trick of the fast extraction path switched off in turn, on the utterance corpus: what each one gains.
 
     python -m training.benchmarks.tricks [--model sim-mix] [--utterance-s 180] [--threads 2] [--rounds 5]
-        [--dtypes float32,bfloat16] [--tricks bn-fold,half-gru,...] [--source DIR] [--out FILE.json]
+        [--dtypes float32,bfloat16] [--tricks bn-fold,winograd,...] [--source DIR] [--out FILE.json]
 
 The corpus is ``extraction``'s utterances (1-20 s, seeded). Every setup (``switches.Setup``: the library as it ships,
 and each trick switched off, or for a few the pair a trick is measured between) runs ``encoder.extract`` over the
@@ -10,10 +10,10 @@ whole corpus, on length-sorted calls of at most ``--batch-seconds`` of padded au
 (``plain.PlainStack``, one clip at a time). The setups take turns: each round runs every setup once, in an order
 rotated from round to round, so that the machine's drift reaches them alike. A trick's gain is the median over rounds
 of ``t(off) / t(on) - 1`` within the round (the spread over rounds is printed beside it); ``>= 5 %`` is the bar of
-issue 19. A trick that does nothing on this machine or dtype (e.g. Winograd, chosen on AVX2 CPUs only) is listed as
-inactive; Winograd is then also measured forced on. Each setup's means are compared with the shipped setup's (first
-round), so a switch that changed the features would show; some change them within rounding, and in bfloat16 not
-always by little (BatchNorm unfolded rounds each conv's output to bfloat16 before its affine map).
+issue 19. A trick that does nothing on this machine, dtype or corpus (e.g. chunks when no clip is longer than a
+chunk) is listed as inactive. Each setup's means are compared with the shipped setup's (first round), so a switch
+that changed the features would show; some change them within rounding, and in bfloat16 not always by little
+(BatchNorm unfolded rounds each conv's output to bfloat16 before its affine map).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import torch
 
 from smooth_infomax import SmoothInfoMaxEncoder
 from smooth_infomax.extraction.settings import DEFAULT_NUM_WORKERS
-from smooth_infomax.inference import Sizes, half_weight_gru_applies, piece_groups
+from smooth_infomax.inference import Sizes, piece_groups
 from training.benchmarks.common import SAMPLE_RATE, machine, print_table, timed, write_json
 from training.benchmarks.corpus import write_corpora
 from training.benchmarks.plain import PlainStack
@@ -53,40 +53,33 @@ class Trick:
 TRICKS = [
     Trick("bn-fold", "BatchNorm folded into the conv weights", Setup(bn_folded=False)),
     Trick("relu-inplace", "ReLU in place", Setup(relu_in_place=False)),
-    Trick("first-matmul", "first layer as a matmul over a strided view", Setup(first_layer_matmul=False)),
-    Trick("conv2d", "convs as channels-last conv2d (off: conv1d, channel-first)", Setup(conv2d_channels_last=False)),
-    Trick("winograd", "Winograd F(2, 2) over blocks (AVX2, float32)", Setup(winograd="off")),
-    Trick("winograd-forced", "Winograd F(2, 2) forced on where not chosen", SHIPPED, Setup(winograd="on")),
+    Trick("winograd", "Winograd F(2, 2) over blocks (off: conv1d)", Setup(winograd=False)),
+    Trick("first-winograd", "the first layer as Winograd too (off: conv1d)", Setup(first_layer_winograd=False)),
     Trick("margins", "a conv writes the next block conv's padded input", Setup(margins=False)),
-    Trick("masks", "frames zeroed only where an item has padding", Setup(masks_only_padding=False)),
-    Trick("weights-cache", "folded weights cached across calls", Setup(weights_cached=False)),
-    Trick("half-gru", "float16-weight GRU (fbgemm), 16-bit compute", Setup(half_gru=False)),
-    Trick("gru-no-autocast", "GRU outside autocast (with the float32 GRU)", Setup(half_gru=False,
-          gru_outside_autocast=False), Setup(half_gru=False)),
+    Trick("gru-no-autocast", "GRU outside autocast", Setup(gru_outside_autocast=False)),
     Trick("chunks", "clips over 4 s (8 s in 16 bits) in cache-sized chunks", Setup(chunks=False)),
     Trick("pieces", "calls over 8 s (16 s) of audio in cache-sized pieces", Setup(pieces=False)),
     Trick("mkldnn-check", "private mkldnn check of native 16-bit support", Setup(mkldnn_check=False)),
     Trick("logvar-skip", "log-variance heads skipped (means only)", SHIPPED, Setup(logvar=False)),
     Trick("batched", "clips batched into calls (the caller's choice)", Setup(batched=False)),
-    Trick("evict", "sim-extract: written features evicted from the page cache", Setup(path="sim-extract",
-          evict=False), CLI),
     Trick("no-worker", "sim-extract: no decoding worker below 4 cores", Setup(path="sim-extract", num_workers=1), CLI),
 ]
 
 
-def inactive_reason(trick: Trick, has_taps: bool, dtype: torch.dtype, lengths: list[int],
+def inactive_reason(trick: Trick, taps: list[list[bool]], dtype: torch.dtype, lengths: list[int],
                     batch_seconds: float) -> str:
-    """Why ``trick`` changes nothing here (``""`` if it does something): ``has_taps`` says whether the shipped
-    setup runs any conv as Winograd on this machine and dtype."""
+    """Why ``trick`` changes nothing here (``""`` if it does something): ``taps[m][i]`` says whether the shipped
+    setup runs conv ``i`` of module ``m`` as Winograd on this machine and dtype."""
     sizes = Sizes.resolve("cpu", dtype, SAMPLE_RATE)
     sixteen_bits = dtype != torch.float32
     calls = piece_groups(lengths, int(batch_seconds * SAMPLE_RATE))
     largest_call = max(len(call) * max(lengths[i] for i in call) for call in calls)
+    has_taps = any(any(module) for module in taps)
+    before_taps = any(a and b for module in taps for a, b in zip(module, module[1:], strict=False))
     reasons = {
-        "winograd": "" if has_taps else "not chosen here (AVX2 CPUs in float32 only)",
-        "winograd-forced": "chosen already" if has_taps else "",
-        "margins": "" if has_taps else "only before a Winograd conv",
-        "half-gru": "" if half_weight_gru_applies(dtype, torch.device("cpu")) else "float32 keeps the float32 GRU",
+        "winograd": "" if has_taps else "no conv's kernel is twice its stride",
+        "first-winograd": "" if taps[0][:1] == [True] else "the first layer's kernel is not twice its stride",
+        "margins": "" if before_taps else "only from a Winograd conv before another one",
         "gru-no-autocast": "" if sixteen_bits else "no autocast in float32",
         "chunks": "" if max(lengths) > sizes.chunk_samples else "no clip is longer than a chunk",
         "pieces": "" if largest_call > sizes.piece_samples else "no call is larger than a piece",
@@ -137,11 +130,11 @@ def ablation(args, tricks: list[Trick], paths: list[Path], scratch: Path) -> dic
     runs = {("plain", "float32"): lambda wavs=wavs: run_plain(plain, wavs, False)}
     for dtype_name in args.dtypes.split(","):
         dtype = getattr(torch, dtype_name)
-        has_taps = any(conv.taps is not None for module in variant_model(encoder, SHIPPED, dtype).modules
-                       for conv, _ in module.convs)
+        taps = [[conv.taps is not None for conv, _ in module.convs]
+                for module in variant_model(encoder, SHIPPED, dtype).modules]
         runs[SHIPPED, dtype_name] = _runner(args, encoder, SHIPPED, dtype, wavs, paths, scratch)  # the reference
         for trick in tricks:
-            if reason := inactive_reason(trick, has_taps, dtype, lengths, args.batch_seconds):
+            if reason := inactive_reason(trick, taps, dtype, lengths, args.batch_seconds):
                 skipped.append({"trick": trick.key, "name": trick.name, "dtype": dtype_name, "inactive": reason})
                 continue
             measured.append((trick, dtype_name))
@@ -162,7 +155,6 @@ def _runner(args, encoder, setup: Setup, dtype: torch.dtype, wavs: list, paths: 
     """A call that runs ``setup`` over ``wavs`` and returns the means (``wavs`` given: over those, for a warm-up;
     ``sim-extract`` then does nothing, its first round is its warm-up)."""
     bf16 = dtype != torch.float32
-    model = variant_model(encoder, setup, dtype) if setup.changes_modules and setup.weights_cached else None
     if setup.path == "sim-extract":
         out_dir = scratch / f"cli_{abs(hash(setup))}_{dtype}"
 
@@ -176,7 +168,7 @@ def _runner(args, encoder, setup: Setup, dtype: torch.dtype, wavs: list, paths: 
         return cli
 
     def extract(wavs=wavs):
-        with autocast(bf16), patched(encoder, setup, model):
+        with autocast(bf16), patched(encoder, setup):
             return run_extract(encoder, wavs, bf16, args.batch_seconds if setup.batched else None,
                                **setup.extract_kwargs())
 
