@@ -95,7 +95,7 @@ def test_the_trick_ablation_switches_each_trick_without_changing_the_features(tm
     seen = {(r["trick"], r["dtype"]) for r in result["tricks"]} | {(r["trick"], r["dtype"]) for r in result["inactive"]}
     assert seen == {(t.key, d) for t in tricks.TRICKS for d in ("float32", "bfloat16")}
     measured = {(r["trick"], r["dtype"]): r for r in result["tricks"]}
-    assert {"bn-fold", "relu-inplace", "winograd", "first-winograd", "margins", "logvar-skip",
+    assert {"bn-fold", "relu-inplace", "winograd", "first-winograd", "logvar-skip",
             "batched"} <= {key for key, dtype in measured if dtype == "float32"}
     for (key, dtype), row in measured.items():
         assert len(row["gain_each"]) == 2 and row["on_s"] > 0 and row["off_s"] > 0

@@ -140,19 +140,6 @@ def test_conv_as_winograd_over_blocks_equals_conv1d(samples, kernel, stride, pad
     torch.testing.assert_close(got.transpose(1, 2), F.conv1d(x, weight, bias, stride, padding))
 
 
-@pytest.mark.parametrize("in_channels,kernel,stride,padding", [(1, 10, 5, 2), (5, 8, 4, 2), (5, 4, 2, 1)])
-def test_margins_are_the_rows_a_wider_zero_padding_gives(in_channels, kernel, stride, padding):
-    generator = torch.Generator().manual_seed(kernel)
-    weight, bias = torch.randn(6, in_channels, kernel, generator=generator), torch.randn(6, generator=generator)
-    x = torch.randn(2, in_channels, 101, generator=generator)
-    conv = FoldedConv(weight, bias, stride, padding, relu=False, taps=block_taps(weight, stride))
-    got = conv(x.transpose(1, 2).contiguous(), margins=(2, 3))
-    frames = conv.output_frames(101)
-    want = F.conv1d(F.pad(x, (padding + 2 * stride, padding + 3 * stride)), weight, bias, stride)
-    assert got.shape == (2, frames + 5, 6)
-    torch.testing.assert_close(got.transpose(1, 2), want)
-
-
 def folded_stack(channels: int, layers: list[tuple[int, int, int]]) -> tuple[FoldedModule, list]:
     """A ``FoldedModule`` of ReLU convs ``(kernel, stride, padding)`` on one input channel, as block convs (kernel
     twice the stride, as the presets'), and the conv1d weights it was made of."""
@@ -168,7 +155,7 @@ def folded_stack(channels: int, layers: list[tuple[int, int, int]]) -> tuple[Fol
     return FoldedModule(tuple(convs), None, None), weights
 
 
-def test_a_conv_writing_the_next_block_convs_padded_input_equals_separate_layers():
+def test_a_module_of_block_convs_equals_its_conv1d_layers_masked_to_the_lengths():
     module, weights = folded_stack(8, [(10, 5, 2), (8, 4, 2), (4, 2, 2), (4, 2, 2)])
     lengths = torch.tensor([1999, 1200, 37])
     x = torch.randn(3, 1, 1999, generator=torch.Generator().manual_seed(5))

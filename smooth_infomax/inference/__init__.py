@@ -14,8 +14,8 @@ for the reason given; the measurements: docs/performance.md):
 - BatchNorm (eval mode) is folded into the conv weights and bias (for accuracy in 16 bits); ReLU runs in place
   (no code cost).
 - On a CPU, convs whose kernel is twice their stride (all of the presets', the first layer's too) run as Winograd
-  F(2, 2) over blocks of the input, in any dtype, each written straight into the next layer's padded input; other
-  convs, and every conv on a GPU, run as ``F.conv1d``.
+  F(2, 2) over blocks of the input, in any dtype, each padding its own input; other convs, and every conv on a
+  GPU, run as ``F.conv1d``.
 - The log-variance head is skipped when no log-variance is wanted.
 - The GRU runs outside autocast, in its own dtype.
 - Weights are folded and cast at every call, so they follow any change of the parameters.

@@ -5,8 +5,7 @@
   matmuls for every two output frames instead of four (``block_taps``);
 - any other conv (and every conv on a GPU): ``F.conv1d``.
 
-A block conv can also write rows beyond its frames ("margins"), so that it produces the next block conv's
-zero-padded input directly instead of a copy of its output into a padded tensor.
+Each conv pads its own input (a block conv with ``F.pad``, ``F.conv1d`` itself).
 """
 
 from __future__ import annotations
@@ -29,14 +28,10 @@ class FoldedConv:
     relu: bool
     taps: torch.Tensor | None = None  # (3, stride * in, out)
 
-    def __call__(self, x: torch.Tensor, margins: tuple[int, int] = (0, 0), padded: bool = False) -> torch.Tensor:
-        """``(batch, samples, in)`` -> ``(batch, frames, out)``, before masking.
-
-        ``margins``: rows to add before and after the frames, computed as if the input's zero padding went on (a
-        block conv only; the caller zeroes them). ``padded``: ``x`` already holds this block conv's padding,
-        ``block_margins`` rows of zeros around its frames."""
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """``(batch, samples, in)`` -> ``(batch, frames, out)``, before masking."""
         if self.taps is not None:
-            x = self._block_conv(x, self.taps, margins, padded)
+            x = self._block_conv(x, self.taps)
         else:
             x = conv1d_channels_last(x, self.weight, self.bias, self.stride, self.padding)
         return torch.relu_(x) if self.relu else x
@@ -44,18 +39,14 @@ class FoldedConv:
     def output_frames(self, input_frames: int) -> int:
         return (input_frames + 2 * self.padding - self.weight.shape[-1]) // self.stride + 1
 
-    def block_margins(self, input_frames: int) -> tuple[int, int]:
-        """The zero rows a block conv reads before and after ``input_frames`` input frames."""
-        frames = self.output_frames(input_frames)
-        return self.padding, (frames + 1) * self.stride - input_frames - self.padding
-
-    def _block_conv(self, x: torch.Tensor, taps: torch.Tensor, margins: tuple[int, int], padded: bool) -> torch.Tensor:
+    def _block_conv(self, x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
         """Kernel = 2 x stride: the padded input read as blocks of ``stride`` frames ``(batch, frames + 1, stride *
         in)`` (a view); output frame t is ``A0 b[t] + A1 b[t + 1]``, the kernel's two halves applied to blocks t and
         t + 1."""
-        if not padded:
-            left, right = self.block_margins(x.shape[1])
-            x = F.pad(x, (0, 0, left + margins[0] * self.stride, right + margins[1] * self.stride))
+        # ``padding`` zero rows before the input; after it, as many as the last block needs (negative: the input's
+        # last rows, which no output frame reads, are cropped)
+        right = (self.output_frames(x.shape[1]) + 1) * self.stride - x.shape[1] - self.padding
+        x = F.pad(x, (0, 0, self.padding, right))
         blocks = x.reshape(x.shape[0], x.shape[1] // self.stride, -1)  # a view: no copy of the input
         out = blocks.new_empty(blocks.shape[0], blocks.shape[1] - 1, self.bias.shape[0])
         for item in range(blocks.shape[0]):
@@ -117,9 +108,3 @@ def mask_tail_(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     keep = torch.arange(x.shape[1], device=x.device) < lengths.to(x.device, non_blocking=True)[:, None]
     return x.mul_(keep.unsqueeze(-1))
 
-
-def writes_margins(conv: FoldedConv, padded: bool) -> bool:
-    """Whether ``conv`` can compute rows beyond its frames (``FoldedConv.__call__``'s margins) on this input."""
-    # why margins: the next block conv then reads its zero-padded input in place, without a padded copy of this
-    # layer's whole output
-    return not padded and conv.taps is not None

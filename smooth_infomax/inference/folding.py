@@ -15,7 +15,7 @@ from torch import nn
 from ..config import ConvLayerConfig, EncoderConfig
 from ..geometry import FrameGeometry, conv_output_length, min_input_samples
 from ..layers import ConvBlock, EncoderModule
-from .convs import FoldedConv, block_conv_applies, block_taps, mask_tail_, writes_margins
+from .convs import FoldedConv, block_conv_applies, block_taps, mask_tail_
 from .gru import run_gru
 
 
@@ -34,20 +34,9 @@ class FoldedModule:
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """As ``EncoderModule.encode``, channels-last: ``(batch, samples, in)`` -> mean ``(batch, frames, dim)``,
         logvar (same, or ``None``) and lengths (CPU)."""
-        padded = False
-        for index, (conv, layer) in enumerate(self.convs):
-            following = self.convs[index + 1][0] if index + 1 < len(self.convs) else None
+        for conv, layer in self.convs:
             lengths = conv_output_length(lengths, layer)
-            if following is not None and following.taps is not None and writes_margins(conv, padded):
-                # write the next conv's padded input directly: no copy of this layer's output into a padded one
-                margins = following.block_margins(conv.output_frames(x.shape[1]))
-                x = conv(x, margins)
-                x[:, : margins[0]] = 0
-                mask_tail_(x, lengths + margins[0])
-                padded = True
-            else:
-                x = mask_tail_(conv(x, padded=padded), lengths)
-                padded = False
+            x = mask_tail_(conv(x), lengths)
         if self.mean_head is None:
             return x, None, lengths
         mean = mask_tail_(F.linear(x, *self.mean_head), lengths)  # a 1x1 conv on channels-last frames

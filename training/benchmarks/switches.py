@@ -8,8 +8,8 @@ only what the benchmark hands the library:
   through the encoder's ``_folded_encoder`` hook (patched on the instance, the benchmark's one reach into the
   encoder);
 - ``extract``'s own arguments (chunk and piece sizes, ``logvar``) and the way it is called (batched or not);
-- functions patched for the duration of a call (``patched``): ``folding.writes_margins`` (margins),
-  ``folding.run_gru`` (the GRU left under autocast) and ``encoder.slow_dtype_reason`` (the private mkldnn check).
+- functions patched for the duration of a call (``patched``): ``folding.run_gru`` (the GRU left under autocast)
+  and ``encoder.slow_dtype_reason`` (the private mkldnn check).
 Not switchable without editing the library, so not measured: features written from the array without a bytes copy
 (``SafetensorsStream.write_rows``) and a long clip's chunk rows copied into preallocated outputs
 (``chunks._place_rows``).
@@ -46,7 +46,6 @@ class Setup:
     relu_in_place: bool = True
     winograd: bool = True
     first_layer_winograd: bool = True
-    margins: bool = True
     gru_outside_autocast: bool = True
     chunks: bool = True
     pieces: bool = True
@@ -81,8 +80,8 @@ class SwitchedConv(FoldedConv):
     scale_shift: tuple[torch.Tensor, torch.Tensor] | None = None
     relu_in_place: bool = True
 
-    def __call__(self, x: torch.Tensor, margins: tuple[int, int] = (0, 0), padded: bool = False) -> torch.Tensor:
-        y = FoldedConv(self.weight, self.bias, self.stride, self.padding, False, self.taps)(x, margins, padded)
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        y = FoldedConv(self.weight, self.bias, self.stride, self.padding, False, self.taps)(x)
         if self.scale_shift is not None:
             y = torch.addcmul(self.scale_shift[1], y, self.scale_shift[0])
         if not self.relu:
@@ -145,8 +144,6 @@ def patched(encoder, setup: Setup):
                 return variant_model(encoder, setup, compute_dtype(next(encoder.parameters())))
 
             stack.enter_context(mock.patch.object(encoder, "_folded_encoder", folded_encoder))
-        if not setup.margins:
-            stack.enter_context(mock.patch.object(folding, "writes_margins", lambda conv, padded: False))
         if not setup.gru_outside_autocast:
             stack.enter_context(mock.patch.object(folding, "run_gru", run_gru_under_autocast))
         if not setup.mkldnn_check:

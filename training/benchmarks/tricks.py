@@ -55,7 +55,6 @@ TRICKS = [
     Trick("relu-inplace", "ReLU in place", Setup(relu_in_place=False)),
     Trick("winograd", "Winograd F(2, 2) over blocks (off: conv1d)", Setup(winograd=False)),
     Trick("first-winograd", "the first layer as Winograd too (off: conv1d)", Setup(first_layer_winograd=False)),
-    Trick("margins", "a conv writes the next block conv's padded input", Setup(margins=False)),
     Trick("gru-no-autocast", "GRU outside autocast", Setup(gru_outside_autocast=False)),
     Trick("chunks", "clips over 4 s (8 s in 16 bits) in cache-sized chunks", Setup(chunks=False)),
     Trick("pieces", "calls over 8 s (16 s) of audio in cache-sized pieces", Setup(pieces=False)),
@@ -75,11 +74,9 @@ def inactive_reason(trick: Trick, taps: list[list[bool]], dtype: torch.dtype, le
     calls = piece_groups(lengths, int(batch_seconds * SAMPLE_RATE))
     largest_call = max(len(call) * max(lengths[i] for i in call) for call in calls)
     has_taps = any(any(module) for module in taps)
-    before_taps = any(a and b for module in taps for a, b in zip(module, module[1:], strict=False))
     reasons = {
         "winograd": "" if has_taps else "no conv's kernel is twice its stride",
         "first-winograd": "" if taps[0][:1] == [True] else "the first layer's kernel is not twice its stride",
-        "margins": "" if before_taps else "only from a Winograd conv before another one",
         "gru-no-autocast": "" if sixteen_bits else "no autocast in float32",
         "chunks": "" if max(lengths) > sizes.chunk_samples else "no clip is longer than a chunk",
         "pieces": "" if largest_call > sizes.piece_samples else "no call is larger than a piece",
