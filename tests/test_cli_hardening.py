@@ -1,4 +1,4 @@
-"""``sim-extract`` under attack (issue 18): an OUT_DIR made with other settings, two runs on one OUT_DIR, a folder at
+"""``sim-extract`` under attack: an OUT_DIR made with other settings, two runs on one OUT_DIR, a folder at
 an output path, bad manifest lines, Ctrl-C, unlistable folders, OUT_DIR == IN_DIR, non-UTF-8 file names,
 unreadable files, and the documented shard rule. Real files, real subprocesses and real signals."""
 

@@ -149,7 +149,7 @@ def test_every_input_is_its_documented_equivalent_or_refused(encoder, name, libr
     assert_identical(got, encoder.extract(canonical, sample_rate=rate or 16000, lengths=want_lengths))
 
 
-# --- the cases of issue 18 (items 1, 2, 5, 6) -------------------------------------------------------------------
+# --- hostile and ambiguous inputs -------------------------------------------------------------------------------
 
 def test_a_soundfile_stereo_array_is_refused_with_the_layout_to_use(encoder, tmp_path):
     path = tmp_path / "stereo.wav"

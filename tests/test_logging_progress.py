@@ -1,4 +1,4 @@
-"""Logging (issue 20, item 2): a ``smooth_infomax`` logger with no handler of the library's own, ``-v``/``-q`` on
+"""Logging: a ``smooth_infomax`` logger with no handler of the library's own, ``-v``/``-q`` on
 both CLIs, and ``sim-extract``'s progress lines off a terminal. The CLI runs in a real subprocess whose stderr is a
 file (not a terminal), on 50 short real audio files."""
 

@@ -1,4 +1,4 @@
-"""Decoders shipped inside a model folder (issue 21): the encoder pin, finding them without ``--decoder`` (locally
+"""Decoders shipped inside a model folder: the encoder pin, finding them without ``--decoder`` (locally
 and on the Hub), the resumable training recipe, the held-out evaluation, the decoding subcommands with shifts in
 posterior standard deviations, and the shipped model's own decoders when it has them."""
 

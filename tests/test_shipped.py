@@ -28,7 +28,7 @@ def test_the_default_model_is_shipped_and_trained_on_real_speech():
 
 
 def test_the_shipped_models_fit_a_small_wheel():
-    """Every file of every shipped model, its decoders included, under the 40 MB wheel budget (issues 17 and 21)."""
+    """Every file of every shipped model, its decoders included, under the 40 MB wheel budget."""
     total_bytes = sum(p.stat().st_size for folder in shipped_models().values() for p in folder.rglob("*")
                       if p.is_file())
     assert total_bytes < 40e6
@@ -44,7 +44,11 @@ def test_only_the_default_model_is_shipped_with_its_decoders():
 
 
 def test_the_shipped_model_gives_finite_features_on_the_examples():
-    encoder = SmoothInfoMaxEncoder.from_pretrained(DEFAULT_MODEL)
+    assert_trained_features_on_an_example(SmoothInfoMaxEncoder.from_pretrained(DEFAULT_MODEL))
+
+
+def assert_trained_features_on_an_example(encoder: SmoothInfoMaxEncoder) -> None:
+    """Finite features of the right shape for the first example clip, with posteriors narrower than the prior."""
     audio, rate = sf.read(example_files()[0], dtype="float32")
     out = encoder.extract(audio, sample_rate=rate)
     assert out[2].mean.shape == (1, len(audio) // 160, 512)

@@ -1,16 +1,15 @@
 """Models kept in the source tree, out of the wheel, for the evaluations that compare against them: sim-synth (the
 earlier model trained only on synthetic speech; shipped in the package until it was moved to training/models/ to
-keep the wheel under 40 MB with the default model's decoders, issues 17 and 21)."""
+keep the wheel under 40 MB with the default model's decoders)."""
 
 from pathlib import Path
 
-import soundfile as sf
 import torch
 from safetensors import safe_open
 
 from smooth_infomax import SmoothInfoMaxEncoder
-from smooth_infomax.examples import example_files
 from smooth_infomax.hub import shipped_models
+from test_shipped import assert_trained_features_on_an_example
 
 SIM_SYNTH = Path(__file__).resolve().parents[1] / "training" / "models" / "sim-synth"
 
@@ -26,12 +25,7 @@ def test_sim_synth_loads_by_path_and_says_what_it_is():
 
 
 def test_sim_synth_gives_finite_features_on_the_examples():
-    encoder = SmoothInfoMaxEncoder.from_pretrained(SIM_SYNTH)
-    audio, rate = sf.read(example_files()[0], dtype="float32")
-    out = encoder.extract(audio, sample_rate=rate)
-    assert out[2].mean.shape == (1, len(audio) // 160, 512)
-    assert all(torch.isfinite(f.mean).all() for f in out)
-    assert out[0].logvar.exp().mean() < 1.5  # trained posteriors are narrower than the prior
+    assert_trained_features_on_an_example(SmoothInfoMaxEncoder.from_pretrained(SIM_SYNTH))
 
 
 def test_sim_synth_loads_by_its_relative_path_from_the_checkout(monkeypatch):

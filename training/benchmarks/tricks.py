@@ -9,11 +9,11 @@ whole corpus, on length-sorted calls of at most ``--batch-seconds`` of padded au
 (``sim-extract`` on the corpus's folder for the CLI's tricks), together with the plain float32 stack
 (``plain.PlainStack``, one clip at a time). The setups take turns: each round runs every setup once, in an order
 rotated from round to round, so that the machine's drift reaches them alike. A trick's gain is the median over rounds
-of ``t(off) / t(on) - 1`` within the round (the spread over rounds is printed beside it); ``>= 5 %`` is the bar of
-issue 19. A trick that does nothing on this machine, dtype or corpus (e.g. chunks when no clip is longer than a
-chunk) is listed as inactive. Each setup's means are compared with the shipped setup's (first round), so a switch
-that changed the features would show; some change them within rounding, and in bfloat16 not always by little
-(BatchNorm unfolded rounds each conv's output to bfloat16 before its affine map).
+of ``t(off) / t(on) - 1`` within the round (the spread over rounds is printed beside it); ``>= 5 %`` is the bar a
+trick must clear to stay. A trick that does nothing on this machine, dtype or corpus (e.g. chunks when no clip is
+longer than a chunk) is listed as inactive. Each setup's means are compared with the shipped setup's (first round),
+so a switch that changed the features would show; some change them within rounding, and in bfloat16 not always by
+little (BatchNorm unfolded rounds each conv's output to bfloat16 before its affine map).
 """
 
 from __future__ import annotations
