@@ -13,7 +13,7 @@ from smooth_infomax import SmoothInfoMaxEncoder
 from smooth_infomax.audio import SAMPLE_RATE
 from smooth_infomax.config import preset
 from test_cli_common import randomise_batch_norm, tiny_model_fixture  # noqa: F401 (fixture)
-from training.benchmarks import ceiling, corpus, extraction, gpu, memory, precision, training_step, tricks
+from training.benchmarks import ceiling, corpus, extraction, gpu, memory, precision, profile, training_step, tricks
 from training.benchmarks.flops import flops_per_audio_second
 from training.benchmarks.plain import PlainStack
 
@@ -86,6 +86,15 @@ def test_extraction_paths_agree_with_the_plain_stack(tmp_path, tiny_model):
     assert all(rows[c, "plain", "float32"]["x_plain"] == 1 for c in paths)
     assert set(result["corpora"]) == {"utterances", "long"} and result["corpora"]["long"]["audio_s"] == 3
     assert result["ceiling"] and (tmp_path / "e.json").exists()
+
+
+def test_the_profile_groups_the_cpu_time_of_extract(tmp_path, tiny_model):
+    result = profile.main(["--model", str(tiny_model), "--utterance-s", "4", "--utterance-max-s", "2",
+                           "--out", str(tmp_path / "p.json")])
+    for totals in result["dtypes"].values():
+        assert set(totals) == {"gru", "matmul", "casts", "other"}
+        assert totals["gru"] > 0 and totals["matmul"] > 0  # the tiny model has a GRU module and convs
+    assert set(result["dtypes"]) == {"bfloat16", "float32"} and (tmp_path / "p.json").exists()
 
 
 @pytest.mark.slow

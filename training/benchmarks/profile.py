@@ -1,0 +1,95 @@
+"""Where ``extract`` spends its time on the utterance corpus: CPU time per group of operators, from ``torch.profiler``.
+
+    python -m training.benchmarks.profile [--model sim-mix] [--utterance-s 180] [--threads 2]
+        [--dtypes bfloat16,float32] [--out FILE.json]
+
+The corpus is ``extraction``'s utterances (1-20 s, seeded), run as ``extraction`` runs ``extract`` (length-sorted
+calls of at most ``--batch-seconds`` of padded audio), once to warm up and once under the profiler. Operators are
+grouped by what they are part of: ``gru`` (everything below ``aten::gru``, a sequential loop over frames), and
+outside it ``matmul`` (``addmm``, ``mm``: convs and heads), ``casts`` (``copy_``, ``to``) and ``other``. The share
+of the GRU tells how fast the path would be without it: ``x / (1 - share)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import soundfile as sf
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from smooth_infomax import SmoothInfoMaxEncoder
+from training.benchmarks.common import machine, write_json
+from training.benchmarks.corpus import write_corpora
+from training.benchmarks.runs import run_extract
+
+GROUPS = {"matmul": ("aten::addmm", "aten::addmm_", "aten::mm", "aten::bmm"), "casts": ("aten::copy_", "aten::to")}
+
+
+def grouped_cpu_ms(events) -> dict[str, float]:
+    """Self CPU milliseconds per group of the profiler's ``events`` (``prof.events()``): ``gru`` holds every operator
+    that ran inside ``aten::gru``, and the other groups only what ran outside it."""
+    totals = {"gru": 0.0, **{name: 0.0 for name in GROUPS}, "other": 0.0}
+    for event in events:
+        if _inside_gru(event):
+            totals["gru"] += event.self_cpu_time_total / 1000
+            continue
+        group = next((name for name, ops in GROUPS.items() if event.name in ops), "other")
+        totals[group] += event.self_cpu_time_total / 1000
+    return totals
+
+
+def _inside_gru(event) -> bool:
+    while event is not None:
+        if event.name == "aten::gru":
+            return True
+        event = event.cpu_parent
+    return False
+
+
+def profile_extract(encoder, wavs: list[torch.Tensor], bf16: bool, batch_seconds: float) -> dict[str, float]:
+    """Grouped self CPU milliseconds of one ``extract`` pass over ``wavs``, after one warm-up pass."""
+    run_extract(encoder, wavs, bf16, batch_seconds)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        run_extract(encoder, wavs, bf16, batch_seconds)
+    return grouped_cpu_ms(prof.events())
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = _parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    encoder = SmoothInfoMaxEncoder.from_pretrained(args.model).float().eval()
+    with tempfile.TemporaryDirectory() as folder:
+        paths = write_corpora(Path(folder), args.utterance_s, 0, max_s=args.utterance_max_s)["utterances"]
+        wavs = [torch.from_numpy(sf.read(path, dtype="float32")[0]) for path in paths]
+    result: dict = {"machine": machine(), "model": args.model, "audio_s": args.utterance_s, "dtypes": {}}
+    for dtype in args.dtypes.split(","):
+        totals = profile_extract(encoder, wavs, dtype == "bfloat16", args.batch_seconds)
+        result["dtypes"][dtype] = totals
+        print(_line(dtype, totals))
+    write_json(args.out, result)
+    return result
+
+
+def _line(dtype: str, totals: dict[str, float]) -> str:
+    all_ms = sum(totals.values())
+    shares = ", ".join(f"{name} {ms:.0f} ms ({ms / all_ms:.0%})" for name, ms in totals.items())
+    return f"{dtype}: {all_ms:.0f} ms of CPU time: {shares}; without the GRU: {1 / (1 - totals['gru'] / all_ms):.2f}x"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="sim-mix")
+    parser.add_argument("--utterance-s", type=float, default=180.0)
+    parser.add_argument("--utterance-max-s", type=float, default=20.0)
+    parser.add_argument("--batch-seconds", type=float, default=60.0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--dtypes", default="bfloat16,float32")
+    parser.add_argument("--out", type=Path)
+    return parser
+
+
+if __name__ == "__main__":
+    main()
