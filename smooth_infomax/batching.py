@@ -174,10 +174,10 @@ class FeatureStandardizer(nn.Module):
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the statistics to one safetensors file (with ``format``/``format_version`` metadata)."""
-        from safetensors.torch import save_file
+        from .safetensors_file import save_tensors
 
         tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in self.state_dict().items()}
-        save_file(tensors, os.fspath(path), metadata={"format": _FORMAT, "format_version": _FORMAT_VERSION})
+        save_tensors(tensors, path, {"format": _FORMAT, "format_version": _FORMAT_VERSION})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> FeatureStandardizer:

@@ -95,11 +95,11 @@ def write_model_folder(directory: str | Path, module: torch.nn.Module, config_js
                        metadata: dict[str, str], weights_dtype: torch.dtype | None = None) -> Path:
     """Write ``config.json``, ``model.safetensors`` (``module``'s state dict on the CPU, floating-point tensors
     stored as ``weights_dtype`` when given) and ``README.md`` into ``directory``; returns it."""
-    from safetensors.torch import save_file
+    from .safetensors_file import save_tensors
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    save_file(_cpu_tensors(module, weights_dtype), str(directory / WEIGHTS_NAME), metadata=metadata)
+    save_tensors(_cpu_tensors(module, weights_dtype), directory / WEIGHTS_NAME, metadata)
     (directory / CONFIG_NAME).write_text(config_json, encoding="utf-8")
     (directory / CARD_NAME).write_text(card_markdown, encoding="utf-8", newline="")  # the card's own line endings
     return directory

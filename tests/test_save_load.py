@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from smooth_infomax import SmoothInfoMaxEncoder
+from smooth_infomax.batching import FeatureStandardizer
 from smooth_infomax.card import ModelCard
 from smooth_infomax.hub import LoadError
 
@@ -42,6 +43,21 @@ def test_round_trip_gives_identical_features(saved):
                     loaded.extract(wav, sample=True, generator=torch.Generator().manual_seed(0)), strict=True):
         assert torch.equal(a.mean, b.mean) and torch.equal(a.sample, b.sample)
     assert loaded.config == model.config
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_saved_files_get_the_mode_the_umask_gives_every_file(saved, tmp_path, umask, mode):
+    """safetensors alone would write the weights 0600, unreadable to anyone else sharing the folder."""
+    model, _ = saved
+    previous = os.umask(umask)
+    try:
+        model.save_pretrained(tmp_path / "model")
+        FeatureStandardizer(4).fit(torch.randn(3, 4)).save(tmp_path / "stats.safetensors")
+    finally:
+        os.umask(previous)
+    for path in (tmp_path / "model" / "model.safetensors", tmp_path / "model" / "config.json",
+                 tmp_path / "stats.safetensors"):
+        assert os.stat(path).st_mode & 0o777 == mode, path
 
 
 def test_model_card_has_hub_metadata_and_results(saved):

@@ -379,13 +379,13 @@ def load_label_map(path: str | Path) -> list[str]:
 def save_probe(probe: LinearProbe, path: str | Path, classes: Sequence[str] | None = None,
                metadata: dict[str, str] | None = None) -> None:
     """Write the probe's tensors as safetensors, with its class names and ``metadata`` in the header."""
-    from safetensors.torch import save_file
+    from ..safetensors_file import save_tensors
 
     header = {"dim": str(probe.dim), "n_classes": str(probe.n_classes), **(metadata or {})}
     if classes is not None:
         header["classes"] = json.dumps([str(c) for c in classes])
     tensors = {name: t.detach().contiguous().cpu() for name, t in probe.state_dict().items()}
-    save_file(tensors, str(path), metadata=header)
+    save_tensors(tensors, path, header)
 
 
 def load_probe(path: str | Path) -> tuple[LinearProbe, list[str] | None, dict[str, str]]:
