@@ -85,6 +85,19 @@ def test_export_reloads_with_identical_features(corpus, tmp_path):
     assert f'from_pretrained("{(tmp_path / "model").as_posix()}")' in card
 
 
+def test_init_from_starts_a_new_run_from_an_exported_encoder(corpus, tmp_path):
+    source = SmoothInfoMaxEncoder.from_preset("sim")
+    torch.nn.init.normal_(source.stages[0].convs[0].conv.weight)  # unlike a fresh seed-3 encoder
+    source.save_pretrained(tmp_path / "source")
+    run_dir = train(small_config(corpus, tmp_path / "run", steps=1, checkpoint_every=1,
+                                 init_from=str(tmp_path / "source"), learning_rate=1e-12))
+    trained = load_checkpoint(latest_checkpoint(run_dir))["encoder"]
+    for key, value in source.named_parameters():  # BatchNorm's running statistics move with any step
+        torch.testing.assert_close(trained[key], value, rtol=0, atol=1e-6, msg=key)
+    with pytest.raises(ValueError, match="init_from=.*architecture differs"):
+        train(small_config(corpus, tmp_path / "gim", preset="gim", init_from=str(tmp_path / "source")))
+
+
 def test_resume_without_checkpoint_is_an_error(corpus, tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         train(small_config(corpus, tmp_path / "empty"), resume=True)

@@ -32,6 +32,10 @@ class TrainConfig:
     each time with new crops. ``bf16`` turns on bfloat16 autocast on a GPU; on a CPU only ``bf16_cpu`` does, and
     only where the CPU computes bfloat16 natively (AVX-512 BF16 or AMX), since elsewhere it is slower than float32.
 
+    ``init_from`` starts a new run (not a resumed one) from an exported model's encoder weights: a model folder, a
+    shipped name (``sim-mix``) or a Hub id, whose architecture must equal this run's; the predictors and the
+    optimiser start fresh. It continues a model whose checkpoints are gone, e.g. the shipped one.
+
     ``layout`` says how ``data_root`` is organised: ``"librispeech"`` (real, synthetic or Debian corpora: audio under
     ``LibriSpeech/``, split files under ``LibriSpeech100_labels_split/``) or ``"deboer"`` (the Artificial Speech
     Dataset's folder: training words from ``reshuffledv2/train``, each cut to its first ``crop_samples`` samples,
@@ -63,6 +67,7 @@ class TrainConfig:
     bf16_cpu: bool = False
     deterministic: bool = False
     tensorboard: bool = True
+    init_from: str = ""
 
     def __post_init__(self) -> None:
         checks = {

@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from smooth_infomax import SmoothInfoMaxEncoder
 from training.batches import MixedCrops, StepBatches, split_validation, step_loader
 from training.checkpoint import (
     checkpoint_path,
@@ -164,6 +165,8 @@ def _train(config: TrainConfig, resume: bool) -> Path:
     step, elapsed_s = 0, 0.0
     if resume:
         step, elapsed_s = _resume(run_dir, process, objective, optimizer, scheduler, named_generators)
+    elif config.init_from:
+        initialise_encoder(objective, config.init_from)
     if process.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "train_config.json").write_text(config.to_json())
@@ -222,6 +225,16 @@ def _resume(run_dir: Path, process: Process, objective: GreedyObjective, optimiz
     scheduler.load_state_dict(state["scheduler"])
     restore_random_states(state["random"][process.rank], generators)
     return state["step"], state["elapsed_s"]
+
+
+def initialise_encoder(objective: GreedyObjective, model: str) -> None:
+    """Copy an exported model's encoder weights (folder, shipped name or Hub id) into ``objective``'s encoder;
+    the two architectures must be equal."""
+    source = SmoothInfoMaxEncoder.from_pretrained(model)
+    if source.config.to_dict() != objective.encoder.config.to_dict():
+        raise ValueError(f"init_from={model!r}: its architecture differs from this run's preset and model "
+                         f"overrides:\n{source.config.to_json()}\nagainst\n{objective.encoder.config.to_json()}")
+    objective.encoder.load_state_dict(source.state_dict())
 
 
 def _checkpoint(run_dir, step, elapsed_s, config, objective, optimizer, scheduler, generators, process) -> None:
