@@ -64,8 +64,12 @@ def test_the_flops_of_a_clip_are_counted_from_the_config():
     assert abs(one_second["total"] / per_second["total"] - 1) < 0.01
     assert ceiling.clip_flops(config, SAMPLE_RATE, logvar=False)["logvar heads"] == 0
     assert one_second["convs"] > one_second["mean heads"] == one_second["logvar heads"] > one_second["gru"] > 0
-    peaks = ceiling.peaks_gflops(threads=1, clock_ghz=3.0)
+    zen4 = "Vendor ID: AuthenticAMD\nFlags: fpu avx2 avx512f avx512_bf16\n"
+    peaks = ceiling.peaks_gflops(threads=1, clock_ghz=3.0, lscpu=zen4)
     assert peaks["float32"] == 96 and peaks["bfloat16"] == 192
+    sapphire_rapids = "Vendor ID: GenuineIntel\nFlags: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
+    assert ceiling.flop_per_cycle(sapphire_rapids)[:2] == (64, 2048)
+    assert ceiling.flop_per_cycle("Vendor ID: AuthenticAMD\nFlags: fpu avx2 fma\n")[:2] == (32, 0)
 
 
 @pytest.mark.slow

@@ -6,11 +6,14 @@ included, as every path computes them): conv layer ``2 * frames * out * in * ker
 Biases, BatchNorm, ReLU and the GRU's gate arithmetic are left out (memory-bound, a few FLOPs per value). These are
 the useful FLOPs: a path that computes fewer (Winograd) or more (padding a batch) is still credited with these.
 
-Peak: per core, 2 FMA pipes of 256 bits on Zen 4 (an AVX-512 instruction takes both), so 16 float32 FMAs = 32
-float32 FLOP per cycle; bfloat16 through ``avx512_bf16`` dot products (``VDPBF16PS``: each float32 lane adds two
-bfloat16 products) doubles that, 64 FLOP per cycle. Times the cores the threads run on and the clock, read from
-``lscpu`` (``CPU max MHz``) or ``/proc/cpuinfo`` (``cpu MHz``; on a VM the nominal clock, while the cores may boost
-above it: a measured rate above the peak says so, and ``--clock-ghz`` sets the clock).
+Peak per core, from ``lscpu``'s vendor and flags (``flop_per_cycle``): AMD Zen 4 runs AVX-512 on 2 FMA pipes of
+256 bits, so 16 float32 FMAs = 32 float32 FLOP per cycle, and bfloat16 through ``avx512_bf16`` dot products
+(``VDPBF16PS``: each float32 lane adds two bfloat16 products) doubles that, 64; Intel's AVX-512 server cores have 2
+pipes of 512 bits, 64 and 128; AMX (``amx_bf16``, Sapphire Rapids and later) multiplies bfloat16 tiles at 1024 FMAs,
+2048 FLOP per cycle; AVX2 without AVX-512: 32 float32 FLOP and no native bfloat16 (no bfloat16 peak). Times the
+cores the threads run on and the clock, read from ``lscpu`` (``CPU max MHz``) or ``/proc/cpuinfo`` (``cpu MHz``; on
+a VM the nominal clock, while the cores may boost above it: a measured rate above the peak says so, and
+``--clock-ghz`` sets the clock).
 """
 
 from __future__ import annotations
@@ -22,8 +25,20 @@ import subprocess
 from smooth_infomax.config import EncoderConfig
 from smooth_infomax.geometry import conv_output_length
 
-FLOAT32_FLOP_PER_CYCLE = 32  # per core: 2 x 256-bit FMA pipes, 8 float32 lanes each, 2 FLOP per FMA
-BFLOAT16_FLOP_PER_CYCLE = 64  # per core: VDPBF16PS, 2 bfloat16 products per float32 lane
+
+def flop_per_cycle(lscpu: str) -> tuple[int, int, str]:
+    """Float32 and bfloat16 FLOP per cycle per core for the CPU ``lscpu`` describes (bfloat16 0: not native), and
+    the unit that sets them."""
+    found = re.search(r"^Flags:\s*(.*)$", lscpu, re.M)
+    flags = set(found.group(1).split()) if found else set()
+    intel = "GenuineIntel" in lscpu
+    if "amx_bf16" in flags:
+        return 64, 2048, "2 x 512-bit FMA pipes; AMX bfloat16 tiles"
+    if "avx512f" in flags:
+        wide = 2 if intel else 1  # Intel server cores: 512-bit pipes; Zen 4: 256-bit pipes
+        return 32 * wide, (64 * wide if "avx512_bf16" in flags else 0), \
+            f"2 x {256 * wide}-bit FMA pipes" + ("; avx512_bf16 dot products" if "avx512_bf16" in flags else "")
+    return 32, 0, "2 x 256-bit FMA pipes; no native bfloat16"
 
 
 def clip_flops(config: EncoderConfig, samples: int, logvar: bool = True) -> dict[str, float]:
@@ -60,10 +75,7 @@ def corpus_flops(config: EncoderConfig, lengths: list[int], logvar: bool = True)
 def cpu_clock_ghz() -> tuple[float, str]:
     """The cores' clock in GHz and where it was read: ``lscpu``'s ``CPU max MHz``, else the highest ``cpu MHz`` of
     ``/proc/cpuinfo``; ``(0.0, "unknown")`` if neither says."""
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        lscpu = ""
+    lscpu = _lscpu()
     if match := re.search(r"^CPU max MHz:\s*([\d.]+)", lscpu, re.M):
         return float(match.group(1)) / 1000, "lscpu CPU max MHz"
     try:
@@ -85,22 +97,33 @@ def physical_cores() -> int:
     return max(1, cpus // max(1, threads_per_core))
 
 
-def peaks_gflops(threads: int, clock_ghz: float | None = None) -> dict[str, object]:
-    """The FMA peak of the cores ``threads`` run on: ``{"float32": GFLOP/s, "bfloat16": GFLOP/s, "cores",
-    "clock_ghz", "clock_source"}``."""
+def peaks_gflops(threads: int, clock_ghz: float | None = None, lscpu: str | None = None) -> dict[str, object]:
+    """The peak of the cores ``threads`` run on: ``{"float32": GFLOP/s, "bfloat16": GFLOP/s (0: not native),
+    "cores", "clock_ghz", "clock_source", "flop_per_cycle", "unit"}``; ``lscpu`` is that command's output (default:
+    run it)."""
     source = "--clock-ghz"
     if clock_ghz is None:
         clock_ghz, source = cpu_clock_ghz()
+    if lscpu is None:
+        lscpu = _lscpu()
+    float32, bfloat16, unit = flop_per_cycle(lscpu)
     cores = min(threads, physical_cores())
-    return {"float32": cores * FLOAT32_FLOP_PER_CYCLE * clock_ghz,
-            "bfloat16": cores * BFLOAT16_FLOP_PER_CYCLE * clock_ghz, "cores": cores,
-            "clock_ghz": clock_ghz, "clock_source": source}
+    return {"float32": cores * float32 * clock_ghz, "bfloat16": cores * bfloat16 * clock_ghz, "cores": cores,
+            "clock_ghz": clock_ghz, "clock_source": source, "flop_per_cycle": [float32, bfloat16], "unit": unit}
+
+
+def _lscpu() -> str:
+    try:
+        return subprocess.run(["lscpu"], capture_output=True, text=True, check=False, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
 
 
 def machine_lines(peaks: dict, matmul: dict[str, float]) -> list[str]:
     """The peak, and each measured matmul rate as a share of it."""
+    float32, bfloat16 = peaks["flop_per_cycle"]
     lines = [f"peak: {peaks['cores']} cores x {peaks['clock_ghz']:.2f} GHz ({peaks['clock_source']}) x "
-             f"{FLOAT32_FLOP_PER_CYCLE} / {BFLOAT16_FLOP_PER_CYCLE} FLOP/cycle = {peaks['float32']:.0f} / "
+             f"{float32} / {bfloat16} FLOP/cycle ({peaks['unit']}) = {peaks['float32']:.0f} / "
              f"{peaks['bfloat16']:.0f} GFLOP/s float32 / bfloat16"]
     for dtype, rate in matmul.items():
         peak = peaks[dtype]
