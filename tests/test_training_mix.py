@@ -79,3 +79,50 @@ def test_bf16_cpu_trains_under_autocast(corpora, tmp_path):
     assert np.isfinite(read_losses(run_dir)).all()
     float32 = load_checkpoint(latest_checkpoint(train(small_config(corpora[0], tmp_path / "f32", steps=3))))
     assert float32["precision"] == "float32"
+
+
+def _sine_corpus(folder, hz=500.0, seconds=3.0):
+    import soundfile
+
+    (folder / "1" / "2").mkdir(parents=True)
+    t = np.arange(int(seconds * 16000)) / 16000
+    soundfile.write(folder / "1" / "2" / "1-2-0000.flac", 0.5 * np.sin(2 * np.pi * hz * t), 16000)
+    return folder
+
+
+def _dominant_hz(crop):
+    spectrum = np.abs(np.fft.rfft(crop.audio[0].numpy() * np.hanning(crop.audio.shape[-1])))
+    return np.argmax(spectrum) * 16000 / crop.audio.shape[-1]
+
+
+@pytest.mark.parametrize("speed", [0.9, 1.1])
+def test_speed_perturbation_plays_a_crop_faster_or_slower(tmp_path, speed):
+    audio_dir = _sine_corpus(tmp_path)
+    plain = CropDataset(audio_dir, ["1-2-0000"], crop_samples=8000, seed=5)
+    perturbed = CropDataset(audio_dir, ["1-2-0000"], crop_samples=8000, seed=5, speeds=(speed,))
+    assert abs(_dominant_hz(plain[0]) - 500) <= 2
+    assert abs(_dominant_hz(perturbed[0]) - 500 * speed) <= 2
+    assert perturbed[0].audio.shape == (1, 8000) and torch.equal(perturbed[0].audio, perturbed[0].audio)
+    unperturbed = CropDataset(audio_dir, ["1-2-0000"], crop_samples=8000, seed=5, speeds=(1.0,))
+    assert torch.equal(unperturbed[0].audio, plain[0].audio)
+
+
+def test_speed_factors_are_drawn_per_crop_and_checked(tmp_path):
+    crops = CropDataset(_sine_corpus(tmp_path), ["1-2-0000"], crop_samples=8000, seed=5, speeds=(0.9, 1.0, 1.1))
+    drawn = set()
+    for epoch in range(12):
+        crops.set_epoch(epoch)
+        drawn.add(round(_dominant_hz(crops[0]) / 50) * 50)
+    assert drawn == {450, 500, 550}
+    with pytest.raises(ValueError, match="speeds"):
+        CropDataset(tmp_path, ["1-2-0000"], speeds=(0.333,))
+    with pytest.raises(ValueError, match="speeds"):
+        TrainConfig(data_root="data/synth", speeds={"data/real": [0.9, 1.1]})
+    assert TrainConfig(mix={"data/real": 0.5}, speeds={"data/real": [0.9, 1.1]}).speeds
+
+
+def test_speeds_reach_only_the_named_corpus_training_crops(corpora, tmp_path):
+    config = small_config(corpora[0], tmp_path, mix={str(corpora[1]): 0.5}, speeds={str(corpora[1]): [0.9, 1.1]})
+    train_set, val_set = build_datasets(config)
+    assert [c.speeds for c in train_set.corpora] == [(1.0,), (0.9, 1.1)]
+    assert [c.speeds for c in val_set.corpora] == [(1.0,), (1.0,)]

@@ -32,6 +32,10 @@ class TrainConfig:
     each time with new crops. ``bf16`` turns on bfloat16 autocast on a GPU; on a CPU only ``bf16_cpu`` does, and
     only where the CPU computes bfloat16 natively (AVX-512 BF16 or AMX), since elsewhere it is slower than float32.
 
+    ``speeds`` perturbs the speed of a corpus's training crops: ``{root: [0.9, 1.0, 1.1]}`` gives each crop of that
+    corpus (``data_root`` or a ``mix`` root) one factor drawn uniformly (``CropDataset``); validation crops are never
+    perturbed.
+
     ``init_from`` starts a new run (not a resumed one) from an exported model's encoder weights: a model folder, a
     shipped name (``sim-mix``) or a Hub id, whose architecture must equal this run's; the predictors and the
     optimiser start fresh. It continues a model whose checkpoints are gone, e.g. the shipped one.
@@ -47,6 +51,7 @@ class TrainConfig:
     data_root: str = "data/synth"
     layout: str = "librispeech"
     mix: dict[str, float] = field(default_factory=dict)
+    speeds: dict[str, list[float]] = field(default_factory=dict)
     train_split: str = "train_split.txt"
     val_fraction: float = 0.05
     crop_samples: int = 20480
@@ -80,6 +85,8 @@ class TrainConfig:
             "device": self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda"),
             "mix": all(share > 0 for share in self.mix.values()) and sum(self.mix.values()) < 1.0,
             "layout": self.layout == "librispeech" or self.layout == "deboer" and not self.mix,
+            "speeds": set(self.speeds) <= {self.data_root, *self.mix} and self.layout == "librispeech"
+            or not self.speeds,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

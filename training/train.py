@@ -88,7 +88,8 @@ def build_datasets(config: TrainConfig) -> tuple[TrainingItems, TrainingItems]:
         train_ids, val_ids = split_validation(read_split(paths.split(Path(config.train_split).stem)),
                                               config.val_fraction)
         speakers = build_speaker_map(train_ids, val_ids)
-        trains.append(CropDataset(paths.audio_dir, train_ids, speakers, config.crop_samples, config.seed))
+        trains.append(CropDataset(paths.audio_dir, train_ids, speakers, config.crop_samples, config.seed,
+                                  speeds=config.speeds.get(root, (1.0,))))
         vals.append(CropDataset(paths.audio_dir, val_ids, speakers, config.crop_samples, config.seed + 1))
     if not config.mix:
         return trains[0], vals[0]

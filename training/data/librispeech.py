@@ -16,6 +16,7 @@ Differences from the reference (SIM/GIM ``LibriDataset``), all deliberate:
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 import shutil
@@ -26,6 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+import torchaudio
 from torch.utils.data import DataLoader, Dataset
 
 from smooth_infomax.analysis.probes import align_labels
@@ -178,14 +180,20 @@ class CropDataset(Dataset):
     Items are :class:`CropItem`; a DataLoader batch has ``audio`` of shape ``(batch, 1, crop_samples)``.
     Call :meth:`set_epoch` before each epoch (not with ``persistent_workers=True``: workers keep the
     epoch they were started with).
+
+    ``speeds`` perturbs the speed of each crop as Kaldi's recipes do (tempo and pitch together): a crop draws one
+    factor ``f`` (from its own generator, so ``(1.0,)`` gives the crops of an unperturbed dataset), reads
+    ``ceil(f * crop_samples)`` samples and resamples them to ``crop_samples``, so it plays ``f`` times faster.
     """
 
     def __init__(self, audio_dir: str | Path, utterance_ids: Sequence[str],
                  speaker_map: dict[str, int] | None = None, crop_samples: int = CROP_SAMPLES, seed: int = 0,
-                 preload: bool = False):
+                 preload: bool = False, speeds: Sequence[float] = (1.0,)):
+        if not speeds or any(not 0.5 <= f <= 2.0 or abs(f * 100 - round(f * 100)) > 1e-9 for f in speeds):
+            raise ValueError(f"speeds must be factors in [0.5, 2] with at most 2 decimals, got {list(speeds)}")
         self.audio_dir, self.utterance_ids = Path(audio_dir), list(utterance_ids)
         self.speaker_map = _checked_speaker_map(self.utterance_ids, speaker_map)
-        self.crop_samples, self.seed, self.epoch = crop_samples, seed, 0
+        self.crop_samples, self.seed, self.epoch, self.speeds = crop_samples, seed, 0, tuple(speeds)
         self._audio = [self._read(i) for i in range(len(self))] if preload else None
 
     def set_epoch(self, epoch: int) -> None:
@@ -200,23 +208,29 @@ class CropDataset(Dataset):
     def __getitem__(self, index: int) -> CropItem:
         utt_id = self.utterance_ids[index]
         rng = np.random.default_rng((self.seed, self.epoch, index))
-        if self._audio is not None:
-            audio = self._audio[index]
-            offset = crop_offset(len(audio), self.crop_samples, rng)
-            crop = audio[offset:offset + self.crop_samples]
-        else:
-            path = utterance_path(self.audio_dir, utt_id)
-            n_frames, rate = audio_info(path)
-            if rate == SAMPLE_RATE:
-                offset = crop_offset(n_frames, self.crop_samples, rng)
-                crop = read_audio(path, start=offset, stop=offset + self.crop_samples)
-            else:
-                audio = read_audio(path)
-                offset = crop_offset(len(audio), self.crop_samples, rng)
-                crop = audio[offset:offset + self.crop_samples]
+        speed = self.speeds[np.random.default_rng((self.seed, self.epoch, index, 1)).integers(len(self.speeds))]
+        offset, crop = self._crop(index, math.ceil(speed * self.crop_samples), rng)
+        if speed != 1.0:
+            resampled = torchaudio.functional.resample(torch.from_numpy(crop), round(speed * SAMPLE_RATE),
+                                                       SAMPLE_RATE)
+            crop = resampled.numpy()[:self.crop_samples]
         if len(crop) < self.crop_samples:
             crop = np.pad(crop, (0, self.crop_samples - len(crop)))
         return CropItem(torch.from_numpy(crop).unsqueeze(0), utt_id, self.speaker_map[speaker_of(utt_id)], offset)
+
+    def _crop(self, index: int, samples: int, rng: np.random.Generator) -> tuple[int, np.ndarray]:
+        """A random 160-aligned ``(offset, audio[offset:offset + samples])`` of utterance ``index``."""
+        if self._audio is not None:
+            audio = self._audio[index]
+        else:
+            path = utterance_path(self.audio_dir, self.utterance_ids[index])
+            n_frames, rate = audio_info(path)
+            if rate == SAMPLE_RATE:
+                offset = crop_offset(n_frames, samples, rng)
+                return offset, read_audio(path, start=offset, stop=offset + samples)
+            audio = read_audio(path)
+        offset = crop_offset(len(audio), samples, rng)
+        return offset, audio[offset:offset + samples]
 
 
 class UtteranceItem(NamedTuple):
