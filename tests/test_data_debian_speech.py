@@ -150,3 +150,34 @@ def test_missing_package_file_and_failing_download_name_the_package(tmp_path):
     if shutil.which("apt-get"):
         with pytest.raises(ds.PackageError, match="asterisk-core-sounds-xx-g722: cannot download"):
             ds.fetch_deb("asterisk-core-sounds-xx-g722", tmp_path / "cache")
+
+
+@pytest.mark.parametrize("voice", ds.TELEPHONE_VOICES[1:], ids=lambda v: v.codec)
+def test_telephone_voices_are_upsampled_to_16_khz(tmp_path, debs, voice):
+    """An 8 kHz GSM or WAV voice package becomes 16 kHz FLAC with nothing above 4 kHz; --telephone builds them."""
+    sounds = tmp_path / "staging" / ds.SOUNDS_DIR / voice.voice
+    sounds.mkdir(parents=True)
+    for seed, prompt in enumerate(("agent-pass", "vm-deleted", "auth-thankyou")):
+        wav = sounds / f"{prompt}.wav"
+        sf.write(wav, 0.3 * fx.tone(8000 + 2000 * seed, 8000, 150.0 + 10 * seed, seed), 8000, subtype="PCM_16")
+        if voice.codec == "gsm":
+            subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(wav), "-f", "gsm",
+                            str(wav.with_suffix(".gsm"))], check=True)
+            wav.unlink()
+    (sounds / f"too-short.{voice.codec}").write_bytes(b"\0" * 100)
+    shutil.copy(ds.fetch_deb(ds.TRANSCRIPTS_PACKAGE, tmp_path, debs), tmp_path)
+    _build_deb(tmp_path / "staging", voice.package, "1.0-1", tmp_path)
+    out = tmp_path / "corpus"
+    ds.main([str(out), "--telephone", "--languages", voice.language, "--deb-dir", str(tmp_path),
+             "--cache", str(tmp_path / "cache")])
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["packages"][voice.package]["files"] == 3  # too-short left out
+    assert manifest["packages"][voice.package]["codec"] == voice.codec
+    paths = CorpusPaths(out)
+    for utterance in read_split(paths.split("train_split")) + read_split(paths.split("test_split")):
+        audio, rate = sf.read(utterance_path(paths.audio_dir, utterance))
+        assert rate == 16000 and utterance.startswith(f"{voice.speaker_id}-{voice.chapter}-")
+        spectrum = np.abs(np.fft.rfft(audio)) ** 2
+        assert spectrum[len(spectrum) // 2 + 200:].sum() < 1e-3 * spectrum.sum()  # no energy above 4 kHz
+    seconds = sum(len(sf.read(p)[0]) for p in paths.audio_dir.rglob("*.flac")) / 16000
+    assert abs(seconds - (1 + 1.25 + 1.5)) < 0.05  # every recording whole, at its own duration

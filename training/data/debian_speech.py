@@ -1,8 +1,12 @@
 """A corpus of recorded human speech from Debian packages, in LibriSpeech layout, without root.
 
     python -m training.data.debian_speech OUT [--cache data/debs] [--deb-dir DIR] [--eval-fraction 0.25]
+    python -m training.data.debian_speech OUT --telephone      # the 8 kHz voices instead, upsampled to 16 kHz
 
-The Asterisk telephony prompts ship as 16 kHz G.722 recordings of four professional voices in five languages.
+The Asterisk telephony prompts ship as 16 kHz G.722 recordings of four professional voices in five languages
+(:data:`VOICES`); three more voices ship only at telephone bandwidth, 8 kHz GSM or PCM (:data:`TELEPHONE_VOICES`:
+Colombian Spanish, French, Italian), which ``--telephone`` builds into a separate corpus, upsampled to 16 kHz with
+an empty band above 4 kHz.
 Each package is fetched with ``apt-get download`` into ``--cache`` (or taken from ``--deb-dir``), unpacked with
 ``dpkg -x``, decoded with Debian's ``ffmpeg`` and written as 16 kHz FLAC::
 
@@ -42,8 +46,11 @@ RESERVED_PACKAGES = ("pocketsphinx-testdata", "alsa-utils", "klettres-data")
 RESERVED_FOLDERS = {"en": ("digits", "letters", "phonetic")}
 """Folders of a language's Asterisk sounds held out for the same check."""
 NON_SPEECH_FOLDERS = ("silence",)
-MIN_G722_BYTES = 1600
-"""0.2 s at G.722's 64 kbit/s: shorter files (the Russian voice ships some empty ones) are left out."""
+MIN_SECONDS = 0.2
+"""Shorter files (the Russian voice ships some empty ones) are left out, judged by their size in bytes."""
+CODECS = {"g722": (("-f", "g722"), 8000), "gsm": (("-f", "gsm"), 1650), "wav": ((), 16000)}
+"""file extension: (ffmpeg's input options: headerless G.722 at 16 kHz, headerless GSM 06.10 at 8 kHz, WAV as its
+header says; bytes per second)."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,7 @@ class Voice:
     speaker_id: int  # numeric, so utterance ids follow LibriSpeech's spk-chapter-utt
     chapter: int
     licence: str
+    codec: str = "g722"  # a key of CODECS: the recordings' file extension
 
 
 VOICES = (
@@ -63,6 +71,13 @@ VOICES = (
     Voice("asterisk-core-sounds-it-g722", "it", "it_IT_m_Carlo", 9103, 4, "CC-BY-3.0 (Carlo Flora)"),
     Voice("asterisk-core-sounds-ru-g722", "ru", "ru_RU_f_IvrvoiceRU", 9104, 5, "CC-BY-3.0 (Maxim Topal)"),
 )
+TELEPHONE_VOICES = (
+    Voice("asterisk-prompt-es-co", "es", "es", 9105, 6, "GPL-2.0-only (Avatar Ltda.; July E. Jiménez)", "gsm"),
+    Voice("asterisk-prompt-fr-armelle", "fr", "fr", 9106, 7, "BSD-style (Michel Gutierrez; Armelle Desjardins)", "gsm"),
+    Voice("asterisk-prompt-it-menardi-wav", "it", "it_IT_f_Menardi", 9107, 8,
+          "CC-BY-SA-3.0 (Marco Menardi, Paola Dal Zot)", "wav"),
+)
+"""8 kHz voices: GSM 06.10 or 8 kHz PCM, telephone bandwidth only."""
 
 
 class PackageError(RuntimeError):
@@ -132,10 +147,11 @@ def read_transcripts(unpacked: Path) -> dict[str, str]:
     return texts
 
 
-def decode_g722(source: Path, target: Path, package: str) -> float:
-    """Decode a headerless 16 kHz G.722 file to 16 kHz mono PCM16 FLAC; returns its duration in seconds."""
+def decode_prompt(source: Path, target: Path, package: str, codec: str = "g722") -> float:
+    """Decode a recording (headerless 16 kHz G.722, headerless 8 kHz GSM, or WAV) to 16 kHz mono PCM16 FLAC, resampled
+    by ffmpeg where needed; returns its duration in seconds."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    _run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "g722", "-i", str(source), "-ac", "1",
+    _run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", *CODECS[codec][0], "-i", str(source), "-ac", "1",
           "-ar", "16000", "-sample_fmt", "s16", str(target)], package, f"decode {source.name} (Debian's ffmpeg)")
     try:
         n_samples = len(sf.read(str(target), dtype="int16")[0])
@@ -152,11 +168,12 @@ def voice_prompts(unpacked: Path, voice: Voice, transcripts: dict[str, str]) -> 
     if not root.is_dir():
         raise PackageError(f"{voice.package}: no {SOUNDS_DIR / voice.voice} in the package")
     prompts = []
-    for path in sorted(root.rglob("*.g722")):
+    min_bytes = MIN_SECONDS * CODECS[voice.codec][1]
+    for path in sorted(root.rglob(f"*.{voice.codec}")):
         prompt = path.relative_to(root).with_suffix("").as_posix()
         if is_reserved(voice.language, prompt) or prompt.split("/")[0] in NON_SPEECH_FOLDERS:
             continue
-        if transcripts.get(prompt, "").startswith("[") or path.stat().st_size < MIN_G722_BYTES:
+        if transcripts.get(prompt, "").startswith("[") or path.stat().st_size < min_bytes:
             continue
         prompts.append((prompt, path))
     return prompts
@@ -178,14 +195,15 @@ def build_corpus(out: Path, cache: Path, deb_dir: Path | None = None, voices: tu
         for index, (prompt, source) in enumerate(prompts):
             utterance_id = f"{voice.speaker_id}-{voice.chapter}-{index:04d}"
             target = out / AUDIO_SUBDIR / str(voice.speaker_id) / str(voice.chapter) / f"{utterance_id}.flac"
-            duration_s = decode_g722(source, target, voice.package)
+            duration_s = decode_prompt(source, target, voice.package, voice.codec)
             rows.append({"id": utterance_id, "package": voice.package, "version": version, "licence": voice.licence,
                          "language": voice.language, "voice": voice.voice, "prompt": prompt,
                          "split": prompt_split(prompt, eval_fraction), "duration_s": round(duration_s, 3),
                          "transcript": transcripts.get(prompt, "") if voice.language == "en" else ""})
         seconds = sum(r["duration_s"] for r in rows if r["package"] == voice.package)
         packages[voice.package] = {"version": version, "licence": voice.licence, "language": voice.language,
-                                   "voice": voice.voice, "files": len(prompts), "hours": round(seconds / 3600, 3)}
+                                   "voice": voice.voice, "files": len(prompts), "hours": round(seconds / 3600, 3),
+                                   "codec": voice.codec}
     return _write_index(out, rows, packages, eval_fraction)
 
 
@@ -206,7 +224,7 @@ def _write_index(out: Path, rows: list[dict], packages: dict, eval_fraction: flo
                              "reserved_folders": {k: list(v) for k, v in RESERVED_FOLDERS.items()},
                              "non_speech_folders": list(NON_SPEECH_FOLDERS),
                              "non_speech_prompts": "prompts whose English transcript is in [brackets] (tones)",
-                             "shorter_than_bytes": MIN_G722_BYTES}}
+                             "shorter_than_s": MIN_SECONDS}}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
@@ -217,15 +235,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache", type=Path, default=Path("data/debs"), help="downloaded and unpacked .deb files")
     parser.add_argument("--deb-dir", type=Path, default=None, help="take the .deb files from here (no download)")
     parser.add_argument("--eval-fraction", type=float, default=0.25, help="share of prompt names held out as test")
-    parser.add_argument("--languages", default=",".join(v.language for v in VOICES), help="comma-separated")
+    parser.add_argument("--telephone", action="store_true",
+                        help="build the 8 kHz voices (TELEPHONE_VOICES), upsampled to 16 kHz, not the 16 kHz ones")
+    parser.add_argument("--languages", default=None, help="comma-separated (default: every voice's)")
     args = parser.parse_args(argv)
-    wanted = set(args.languages.split(","))
-    unknown = wanted - {v.language for v in VOICES}
+    voices = TELEPHONE_VOICES if args.telephone else VOICES
+    wanted = set(args.languages.split(",")) if args.languages else {v.language for v in voices}
+    unknown = wanted - {v.language for v in voices}
     if unknown:
-        parser.error(f"unknown language(s) {sorted(unknown)}; known: {[v.language for v in VOICES]}")
+        parser.error(f"unknown language(s) {sorted(unknown)}; known: {sorted({v.language for v in voices})}")
     try:
         manifest = build_corpus(args.out, args.cache.resolve(), args.deb_dir,
-                                tuple(v for v in VOICES if v.language in wanted), args.eval_fraction)
+                                tuple(v for v in voices if v.language in wanted), args.eval_fraction)
     except PackageError as error:
         raise SystemExit(f"error: {error}") from error
     print(json.dumps({"out": str(args.out), "hours": manifest["hours"], "utterances": manifest["utterances"]}))
