@@ -9,6 +9,7 @@ import sys
 from dataclasses import replace
 from functools import partial
 
+import numpy as np
 import pytest
 import torch
 
@@ -31,6 +32,7 @@ from smooth_infomax.analysis import (
     load_probe,
     majority_baseline,
     module_feature_names,
+    paired_bootstrap,
     pool_to_label_rate,
     predict,
     run_probe,
@@ -38,6 +40,7 @@ from smooth_infomax.analysis import (
     save_probe,
     stack_context,
 )
+from training import compare_probes
 from training import evaluate as ev
 from training.data.librispeech import align_labels, load_speaker_map
 
@@ -209,6 +212,21 @@ def test_collect_frame_features_aligns_labels_like_the_reference():
         # 10 frames, 8 labels -> frames 2..9 (output[-T:]); 5 frames, 5 labels -> all
         assert data.features[:, 0].tolist() == [2, 3, 4, 5, 6, 7, 8, 9, 0, 1, 2, 3, 4]
         assert data.labels.tolist() == list(range(8)) + list(range(5))
+        assert data.groups.tolist() == [0] * 8 + [1] * 5  # the utterance of each row
+
+
+def test_paired_bootstrap_separates_a_real_difference_from_noise():
+    totals = [100] * 30
+    worse, better = ([60] * 30, totals), ([70] * 30, totals)
+    stats = paired_bootstrap(worse, better, resamples=2000)
+    assert stats["difference"] == pytest.approx(0.10) and stats["low"] == pytest.approx(0.10)  # no spread at all
+    rng = np.random.default_rng(0)
+    noisy_a = (rng.integers(40, 80, 30).tolist(), totals)
+    noisy_b = ([c + int(rng.integers(-10, 11)) for c in noisy_a[0]], totals)  # no systematic change
+    stats = paired_bootstrap(noisy_a, noisy_b, resamples=2000)
+    assert stats["low"] < 0 < stats["high"] and 0.05 < stats["share_b_better"] < 0.95
+    with pytest.raises(ValueError, match="same"):
+        paired_bootstrap(([1, 2], [3, 3]), ([1], [3]))
 
 
 def test_collect_pooled_features_keeps_every_clip():
@@ -267,6 +285,15 @@ def test_evaluate_end_to_end_on_the_tone_corpus(corpus_root, tmp_path):
     probe, classes, _ = load_probe(out / "probes" / "MFCC__MFCC__speaker.safetensors")
     assert classes == results["label_maps"]["speakers"] and probe.dim == 39
     assert results["settings"]["mfcc"]["n_mfcc"] == 13 and results["timings"]["total_s"] > 0
+    per_item = mfcc["MFCC"]["phone"]["test"]["per_item"]
+    assert len(per_item["total"]) == corpus["test_utterances"] and sum(per_item["total"]) == corpus["test_frames"]
+    assert sum(per_item["correct"]) == mfcc["MFCC"]["phone"]["test"]["correct"]
+    rows = compare_probes.main([str(out / "results.json"), "--reference", "MFCC:MFCC", "--resamples", "500"])
+    assert {(r["model"], r["features"]) for r in rows} == {("MFCC", "MFCC ±2"), *(
+        ("random sim", f) for f in ("module 0", "module 1", "module 2", "GRU"))}
+    context = next(r for r in rows if r["features"] == "MFCC ±2")
+    expected = context["accuracy"] - mfcc["MFCC"]["phone"]["test"]["accuracy"]
+    assert context["difference"] == pytest.approx(expected) and context["low"] <= expected <= context["high"]
 
 
 def test_speaker_crops_are_fixed_and_shared_between_models(corpus_root):

@@ -17,7 +17,8 @@ _EXPORTS = {
     "probes": ("Accuracy", "LabelledFeatures", "LinearProbe", "PHONE_PROBE", "ProbeConfig", "ProbeResult",
                "SPEAKER_PROBE", "SYLLABLE_PROBE", "accuracy", "align_labels", "collect_frame_features",
                "collect_pooled_features", "evaluate_probe", "feature_statistics", "fit_probe", "load_label_map",
-               "load_probe", "majority_baseline", "predict", "run_probe", "save_label_map", "save_probe"),
+               "load_probe", "majority_baseline", "paired_bootstrap", "predict", "run_probe", "save_label_map",
+               "save_probe"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
@@ -46,6 +47,7 @@ __all__ = [
     "majority_baseline",
     "masked_time_mean",
     "module_feature_names",
+    "paired_bootstrap",
     "pool_to_label_rate",
     "predict",
     "run_probe",

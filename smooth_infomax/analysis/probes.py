@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -76,15 +77,20 @@ SYLLABLE_PROBE = ProbeConfig(learning_rate=1e-3, epochs=50, batch_size=64, clip_
 
 @dataclass
 class LabelledFeatures:
-    """Rows of features with one class label each: ``features (n, dim)`` (any float dtype), ``labels (n,)`` int64."""
+    """Rows of features with one class label each: ``features (n, dim)`` (any float dtype), ``labels (n,)`` int64,
+    and optionally ``groups (n,)`` int64: the item (utterance) each row came from, numbered from 0, so that
+    accuracies can be resampled by item (:func:`paired_bootstrap`)."""
 
     features: torch.Tensor
     labels: torch.Tensor
+    groups: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.features.ndim != 2 or self.labels.ndim != 1 or len(self.features) != len(self.labels):
             raise ValueError(f"need features (n, dim) and labels (n,), got {tuple(self.features.shape)} "
                              f"and {tuple(self.labels.shape)}")
+        if self.groups is not None and self.groups.shape != self.labels.shape:
+            raise ValueError(f"groups {tuple(self.groups.shape)} must match labels {tuple(self.labels.shape)}")
         self.labels = self.labels.long()
 
     def __len__(self) -> int:
@@ -97,7 +103,8 @@ class LabelledFeatures:
     @classmethod
     def concat(cls, features: Sequence[torch.Tensor], labels: Sequence[torch.Tensor],
                dtype: torch.dtype = torch.float16) -> LabelledFeatures:
-        """Join per-item ``(n_i, dim)`` features and ``(n_i,)`` labels into one ``(sum n_i, dim)`` set."""
+        """Join per-item ``(n_i, dim)`` features and ``(n_i,)`` labels into one ``(sum n_i, dim)`` set; row
+        ``groups`` number the items."""
         if not features:
             raise ValueError("no features to join")
         out = torch.empty(sum(len(f) for f in features), features[0].shape[-1], dtype=dtype)
@@ -105,7 +112,8 @@ class LabelledFeatures:
         for part in features:
             out[start:start + len(part)] = part
             start += len(part)
-        return cls(out, torch.cat([torch.as_tensor(y).long().reshape(-1) for y in labels]))
+        groups = torch.cat([torch.full((len(part),), item) for item, part in enumerate(features)])
+        return cls(out, torch.cat([torch.as_tensor(y).long().reshape(-1) for y in labels]), groups)
 
 
 def align_labels(labels, n_frames: int, anchor: str = "end"):
@@ -194,7 +202,10 @@ def collect_pooled_features(source: FeatureSource,
         targets.append(torch.as_tensor(labels).long().reshape(-1))
         if progress:
             progress(len(targets[-1]))
-    return {name: LabelledFeatures.concat(chunks, targets, dtype) for name, chunks in parts.items()}
+    joined = {name: LabelledFeatures.concat(chunks, targets, dtype) for name, chunks in parts.items()}
+    for features in joined.values():
+        features.groups = None  # the parts are batches, not items
+    return joined
 
 
 def feature_statistics(features: torch.Tensor, chunk: int = 65536) -> tuple[torch.Tensor, torch.Tensor]:
@@ -283,9 +294,13 @@ class ProbeResult:
     test_accuracy: Accuracy
     epoch_losses: list[float] = field(default_factory=list)
     train_seconds: float = 0.0
+    test_per_group: tuple[list[int], list[int]] | None = None  # (correct, total) per test item, with groups
 
     def as_dict(self) -> dict:
-        return {"test": self.test_accuracy.as_dict(), "train": self.train_accuracy.as_dict(),
+        test = self.test_accuracy.as_dict()
+        if self.test_per_group is not None:
+            test["per_item"] = {"correct": self.test_per_group[0], "total": self.test_per_group[1]}
+        return {"test": test, "train": self.train_accuracy.as_dict(),
                 "dim": self.probe.dim, "n_classes": self.probe.n_classes, "config": asdict(self.config),
                 "epoch_losses": [round(x, 6) for x in self.epoch_losses], "train_seconds": round(self.train_seconds, 3)}
 
@@ -352,7 +367,29 @@ def run_probe(train: LabelledFeatures, test: LabelledFeatures, n_classes: int, c
     start = time.perf_counter()
     probe, losses = fit_probe(train, n_classes, config, device)
     seconds = time.perf_counter() - start
-    return ProbeResult(probe, config, evaluate_probe(probe, train), evaluate_probe(probe, test), losses, seconds)
+    per_group = None
+    if test.groups is not None:
+        right = (predict(probe, test.features) == test.labels).long()
+        n_groups = int(test.groups.max()) + 1 if len(test) else 0
+        per_group = (torch.bincount(test.groups, right, n_groups).long().tolist(),
+                     torch.bincount(test.groups, minlength=n_groups).tolist())
+    return ProbeResult(probe, config, evaluate_probe(probe, train), evaluate_probe(probe, test), losses, seconds,
+                       per_group)
+
+
+def paired_bootstrap(a: tuple[Sequence[int], Sequence[int]], b: tuple[Sequence[int], Sequence[int]],
+                     resamples: int = 10_000, seed: int = 0) -> dict[str, float]:
+    """Accuracy of ``b`` minus accuracy of ``a``, with a 95 % interval from resampling the test items (utterances)
+    with replacement, the same draw for both: ``a`` and ``b`` are ``(correct, total)`` per item, in the same item
+    order. Returns ``{"difference", "low", "high", "share_b_better"}`` (accuracies as fractions)."""
+    a_right, a_total, b_right, b_total = (np.asarray(x, dtype=np.float64) for x in (*a, *b))
+    if not len(a_right) == len(a_total) == len(b_right) == len(b_total) or not len(a_right):
+        raise ValueError("need (correct, total) per item for the same, non-empty list of items")
+    draws = np.random.default_rng(seed).integers(0, len(a_right), size=(resamples, len(a_right)))
+    diffs = b_right[draws].sum(1) / b_total[draws].sum(1) - a_right[draws].sum(1) / a_total[draws].sum(1)
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    return {"difference": float(b_right.sum() / b_total.sum() - a_right.sum() / a_total.sum()),
+            "low": float(low), "high": float(high), "share_b_better": float((diffs > 0).mean())}
 
 
 def majority_baseline(train_labels: torch.Tensor, test_labels: torch.Tensor) -> Accuracy:
