@@ -161,6 +161,10 @@ def test_probe_splits_cover_every_speaker_and_only_the_source_test_split(source,
     assert manifest["speakers"]["9102"]["utterances"] == 2 and manifest["speakers"]["9102"]["labelled_frames"] == 0
     assert manifest["languages"]["en"]["labelled_utterances"] == 3 and manifest["total"]["utterances"] == 11
     assert manifest["probe_split_prompts"] == {"train": 7, "test": 3}
+    select_train = read_split(paths.split("select_train_split"))
+    select_val = read_split(paths.split("select_val_split"))
+    assert sorted(select_train + select_val) == sorted(train) and select_val and select_train  # probe-test untouched
+    assert {rows[i][6] for i in select_train}.isdisjoint(rows[i][6] for i in select_val)
 
 
 def test_rebuilding_gives_the_same_corpus_and_refuses_to_mix(source, built, tmp_path):

@@ -120,6 +120,19 @@ def probe_splits(prompts: Iterable[str], test_fraction: float = PROBE_TEST_FRACT
     return {prompt: "test" if rank < n_test else "train" for rank, prompt in enumerate(distinct)}
 
 
+def write_selection_splits(out: Path, rows: Iterable[tuple[str, str, str]]) -> None:
+    """Split probe-train once more, by prompt and the same ranking, into ``select_train_split.txt`` and
+    ``select_val_split.txt`` (30 % of its prompts), so that models and settings can be compared and chosen without
+    looking at probe-test: ``training.evaluate --train-split select_train_split.txt --test-split
+    select_val_split.txt``. ``rows`` are ``(utterance id, prompt, probe split)``."""
+    train_rows = [(utterance, prompt) for utterance, prompt, split in rows if split == "train"]
+    again = probe_splits(prompt for _, prompt in train_rows)
+    paths = CorpusPaths(out)
+    for name, part in (("select_train", "train"), ("select_val", "test")):
+        ids = [utterance for utterance, prompt in train_rows if again[prompt] == part]
+        paths.split(f"{name}_split").write_text("".join(f"{i}\n" for i in ids))
+
+
 # --- labelling ------------------------------------------------------------------------------------------------------
 
 def label_utterance(aligner: PocketsphinxAligner, source: SourceUtterance, audio: np.ndarray,
@@ -203,6 +216,7 @@ def write_corpus(root: Path, out: Path, items: list[Labelled]) -> None:
     for split in ("train", "test"):
         ids = [item.source.id for item in items if item.probe_split == split]
         target.split(f"{split}_split").write_text("".join(f"{i}\n" for i in ids))
+    write_selection_splits(out, [(item.source.id, item.source.prompt, item.probe_split) for item in items])
     target.phone_labels.write_text("".join(f"{item.source.id} {' '.join(map(str, item.labels.tolist()))}\n"
                                            for item in items if item.labels is not None))
     write_phone_table(target.phone_table)
