@@ -85,8 +85,8 @@ class TrainConfig:
             "device": self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda"),
             "mix": all(share > 0 for share in self.mix.values()) and sum(self.mix.values()) < 1.0,
             "layout": self.layout == "librispeech" or self.layout == "deboer" and not self.mix,
-            "speeds": set(self.speeds) <= {self.data_root, *self.mix} and self.layout == "librispeech"
-            or not self.speeds,
+            "speeds": not self.speeds or self.layout == "librispeech" and set(self.speeds) <= {self.data_root,
+                                                                                               *self.mix},
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
