@@ -337,3 +337,10 @@ def test_model_paths(tmp_path):
     assert not torch.equal(next(a.parameters()), next(ev.random_encoder("sim", 4).parameters()))
     with pytest.raises(SystemExit):
         ev.main(["--data", str(tmp_path), "--out", str(tmp_path / "o")])  # nothing to evaluate
+
+
+def test_split_names_are_taken_with_or_without_txt():
+    args = ev.build_parser().parse_args(["--out", "x", "--train-split", "select_train_split.txt",
+                                         "--test-split", "select_val_split"])
+    settings = ev.settings_from_args(args)
+    assert (settings.train_split, settings.test_split) == ("select_train_split", "select_val_split")

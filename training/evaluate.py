@@ -533,8 +533,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-utterances-per-speaker", type=int, default=None, metavar="N",
                         help="use only the first N utterances of each speaker in each split (quick runs)")
     parser.add_argument("--train-split", default="train_split",
-                        help="split file name under LibriSpeech100_labels_split")
-    parser.add_argument("--test-split", default="test_split", help="split file name under LibriSpeech100_labels_split")
+                        help="split file under LibriSpeech100_labels_split, with or without .txt")
+    parser.add_argument("--test-split", default="test_split",
+                        help="split file under LibriSpeech100_labels_split, with or without .txt")
     parser.add_argument("--label-anchor", choices=("end", "start"), default="end",
                         help="pair labels with the last frames (reference: output[-T:]) or the first")
     parser.add_argument("--deboer", default=None, metavar="DIR",
@@ -568,7 +569,8 @@ def settings_from_args(args: argparse.Namespace) -> EvalSettings:
                                seed=args.seed),
         syllable_patience=args.syllable_patience,
         deboer_splits=("published", "unheard") if args.deboer_split == "both" else (args.deboer_split,),
-        speaker_crops=args.speaker_crops, seed=args.seed, train_split=args.train_split, test_split=args.test_split,
+        speaker_crops=args.speaker_crops, seed=args.seed, train_split=args.train_split.removesuffix(".txt"),
+        test_split=args.test_split.removesuffix(".txt"),
         max_utterances_per_speaker=args.max_utterances_per_speaker, label_anchor=args.label_anchor,
         device=args.device)
 
