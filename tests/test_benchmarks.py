@@ -102,6 +102,14 @@ def test_the_profile_groups_the_cpu_time_of_extract(tmp_path, tiny_model):
 
 
 @pytest.mark.slow
+def test_the_profile_groups_the_cpu_time_of_a_training_step(tmp_path):
+    result = profile.main(["--training", "gim", "--batch", "1", "--threads", "1", "--out", str(tmp_path / "p.json")])
+    for found in result["dtypes"].values():
+        assert set(found["groups"]) == {"convs", "matmul", "casts", "other"} and found["groups"]["convs"] > 0
+        assert len(found["top"]) == 10 and "aten::convolution_backward" in found["top"]
+
+
+@pytest.mark.slow
 def test_the_trick_ablation_switches_each_trick_without_changing_the_features(tmp_path, tiny_model):
     result = tricks.main(["--model", str(tiny_model), "--utterance-s", "3", "--utterance-max-s", "1.5",
                           "--rounds", "2", "--out", str(tmp_path / "t.json")])
