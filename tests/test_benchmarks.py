@@ -79,7 +79,8 @@ def test_extraction_paths_agree_with_the_plain_stack(tmp_path, tiny_model):
     rows = {(r["corpus"], r["path"], r["dtype"]): r for r in result["paths"]}
     paths = {"utterances": ("plain", "extract", "extract 1/call", "sim-extract"),
              "long": ("plain", "extract", "sim-extract")}
-    assert set(rows) == {(c, p, d) for c, ps in paths.items() for p in ps for d in ("float32", "bfloat16")}
+    assert set(rows) == {(c, p, d) for c, ps in paths.items() for p in ps for d in ("float32", "bfloat16")} | {
+        (c, "sim-extract --dtype float16", "bfloat16") for c in paths}
     for (_, path, dtype), row in rows.items():
         assert row["audio_s_per_s"] > 0 and len(row["seconds_each"]) == len(row["x_plain_each"]) == 2
         assert row["gflops"] > 0 and row["peak_share"] > 0

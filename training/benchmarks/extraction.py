@@ -10,7 +10,8 @@ seconds (0: none). Paths, on each corpus, all with the same weights:
   under ``no_grad`` (the authors' way), float32; its bfloat16 row runs it under ``torch.autocast``;
 - extract: ``encoder.extract`` on length-sorted calls of at most ``--batch-seconds`` of padded audio (decoded
   beforehand); on the utterances also ``extract 1/call``, one clip per call, as the plain stack is called;
-- sim-extract: the CLI end to end on the corpus's folder (decode, compute, write safetensors; means only).
+- sim-extract: the CLI end to end on the corpus's folder (decode, compute, write safetensors; means only); under
+  bfloat16 also with ``--dtype float16`` files, half the bytes to write.
 Every path takes turns ``--repeats`` times (a shared machine drifts by 10-20 % within minutes); ``x plain`` is the
 median over rounds of the plain float32 time over the path's time in the same round, times are medians. Outputs
 are compared with the plain float32 ones (valid frames of every module's mean). The ceiling analysis
@@ -114,7 +115,7 @@ def benchmark(args, corpora: dict[str, list[Path]], scratch: Path) -> dict:
                                                                                               lengths, logvar=False)}
         for (corpus, path, dtype), seconds in times.items():
             if corpus == name:
-                counted = flops["means only" if path == "sim-extract" else "all heads"]["total"]
+                counted = flops["means only" if path.startswith("sim-extract") else "all heads"]["total"]
                 rows.append(_row(corpus, path, dtype, seconds, ratios[corpus, path, dtype], audio_s, counted,
                                  peaks, matmul, diffs[corpus, path, dtype]))
         baseline = next(r for r in rows if (r["corpus"], r["path"], r["dtype"]) == (name, *REFERENCE))
@@ -145,6 +146,11 @@ def _jobs(args, encoder, plain, wavs: dict, corpora: dict, scratch: Path) -> dic
             jobs[corpus, "sim-extract", dtype] = (
                 lambda p=paths, o=out_dir, b=bf16: run_cli(args.model, p[0].parent, o, b),
                 lambda p=paths, o=out_dir: read_cli(o, p, encoder.num_modules))
+            if bf16:  # the files' bytes: float16 halves what is written
+                half_dir = scratch / f"features_{corpus}_{dtype}_float16_files"
+                jobs[corpus, "sim-extract --dtype float16", dtype] = (
+                    lambda p=paths, o=half_dir: run_cli(args.model, p[0].parent, o, True, ("--dtype", "float16")),
+                    lambda p=paths, o=half_dir: read_cli(o, p, encoder.num_modules))
     return jobs
 
 
