@@ -367,14 +367,15 @@ def run_probe(train: LabelledFeatures, test: LabelledFeatures, n_classes: int, c
     start = time.perf_counter()
     probe, losses = fit_probe(train, n_classes, config, device)
     seconds = time.perf_counter() - start
+    predictions = predict(probe, test.features)
     per_group = None
     if test.groups is not None:
-        right = (predict(probe, test.features) == test.labels).long()
+        right = (predictions == test.labels).long()
         n_groups = int(test.groups.max()) + 1 if len(test) else 0
         per_group = (torch.bincount(test.groups, right, n_groups).long().tolist(),
                      torch.bincount(test.groups, minlength=n_groups).tolist())
-    return ProbeResult(probe, config, evaluate_probe(probe, train), evaluate_probe(probe, test), losses, seconds,
-                       per_group)
+    return ProbeResult(probe, config, evaluate_probe(probe, train), accuracy(predictions, test.labels), losses,
+                       seconds, per_group)
 
 
 def paired_bootstrap(a: tuple[Sequence[int], Sequence[int]], b: tuple[Sequence[int], Sequence[int]],

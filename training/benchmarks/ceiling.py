@@ -89,11 +89,8 @@ def cpu_clock_ghz() -> tuple[float, str]:
 def physical_cores() -> int:
     """Cores (not hardware threads) this process may run on, from ``lscpu``; the CPU count if it does not say."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False, timeout=10).stdout
-        threads_per_core = int(re.search(r"^Thread\(s\) per core:\s*(\d+)", lscpu, re.M).group(1))  # type: ignore[union-attr]
-    except (OSError, subprocess.SubprocessError, AttributeError, ValueError):
-        threads_per_core = 1
+    found = re.search(r"^Thread\(s\) per core:\s*(\d+)", _lscpu(), re.M)
+    threads_per_core = int(found.group(1)) if found else 1
     return max(1, cpus // max(1, threads_per_core))
 
 
