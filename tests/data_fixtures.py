@@ -12,6 +12,7 @@ import http.server
 import io
 import os
 import shutil
+import subprocess
 import tarfile
 import threading
 import zipfile
@@ -184,3 +185,15 @@ def serve(files: dict[str, bytes], content_types: dict[str, str] | None = None):
         server.httpd.shutdown()
         server.httpd.server_close()
         thread.join(timeout=5)
+
+
+def build_deb(staging: Path, package: str, version: str, out_dir: Path) -> Path:
+    """A .deb of ``staging``'s files (dpkg-deb), as ``out_dir/<package>_<version>_all.deb``."""
+    (staging / "DEBIAN").mkdir(parents=True, exist_ok=True)
+    (staging / "DEBIAN" / "control").write_text(
+        f"Package: {package}\nVersion: {version}\nArchitecture: all\nMaintainer: test <t@example.org>\n"
+        f"Description: fixture\n")
+    deb = out_dir / f"{package}_{version}_all.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(staging), str(deb)], check=True,
+                   capture_output=True)
+    return deb

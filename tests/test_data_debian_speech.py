@@ -29,17 +29,6 @@ SPEECH = ("vm-deleted", "agent-pass", "auth-thankyou", "queue-thankyou", "dictat
 RESERVED = ("digits/1", "letters/a", "phonetic/alpha_p")
 
 
-def _build_deb(staging: Path, package: str, version: str, out_dir: Path) -> Path:
-    (staging / "DEBIAN").mkdir(parents=True, exist_ok=True)
-    (staging / "DEBIAN" / "control").write_text(
-        f"Package: {package}\nVersion: {version}\nArchitecture: all\nMaintainer: test <t@example.org>\n"
-        f"Description: fixture\n")
-    deb = out_dir / f"{package}_{version}_all.deb"
-    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(staging), str(deb)], check=True,
-                   capture_output=True)
-    return deb
-
-
 def _g722(path: Path, seconds: float, seed: int) -> None:
     """Encode a voiced-like tone as headerless G.722, as the Asterisk packages ship it."""
     wav = path.with_suffix(".wav")
@@ -56,7 +45,7 @@ def debs(tmp_path_factory) -> Path:
     texts.parent.mkdir(parents=True)
     with gzip.open(texts, "wt") as out:
         out.write("; Core Asterisk Sounds in English\n\n" + "".join(f"{k}: {v}\n" for k, v in TEXTS.items()))
-    _build_deb(root / "texts", ds.TRANSCRIPTS_PACKAGE, "1.6.1-1", root)
+    fx.build_deb(root / "texts", ds.TRANSCRIPTS_PACKAGE, "1.6.1-1", root)
     sounds = root / "sounds" / ds.SOUNDS_DIR / ENGLISH.voice
     for seed, prompt in enumerate(TEXTS):
         path = sounds / f"{prompt}.g722"
@@ -68,7 +57,7 @@ def debs(tmp_path_factory) -> Path:
     doc = root / "sounds/usr/share/doc" / ENGLISH.package
     doc.mkdir(parents=True)
     (doc / "copyright").write_text("Files: *\nCopyright: 2003-2010, Allison Smith\nLicense: CC-BY-SA-3.0\n")
-    _build_deb(root / "sounds", ENGLISH.package, "1.6.1-1", root)
+    fx.build_deb(root / "sounds", ENGLISH.package, "1.6.1-1", root)
     return root
 
 
@@ -166,7 +155,7 @@ def test_telephone_voices_are_upsampled_to_16_khz(tmp_path, debs, voice):
             wav.unlink()
     (sounds / f"too-short.{voice.codec}").write_bytes(b"\0" * 100)
     shutil.copy(ds.fetch_deb(ds.TRANSCRIPTS_PACKAGE, tmp_path, debs), tmp_path)
-    _build_deb(tmp_path / "staging", voice.package, "1.0-1", tmp_path)
+    fx.build_deb(tmp_path / "staging", voice.package, "1.0-1", tmp_path)
     out = tmp_path / "corpus"
     ds.main([str(out), "--telephone", "--languages", voice.language, "--deb-dir", str(tmp_path),
              "--cache", str(tmp_path / "cache")])

@@ -231,3 +231,58 @@ def test_evaluate_refuses_a_split_without_any_phone_labels(built, tmp_path):
     (empty / "LibriSpeech100_labels_split" / "converted_aligned_phones.txt").write_text("")
     with pytest.raises(ValueError, match="no phone labels for any"):
         ev.load_corpus(empty, ev.EvalSettings())
+
+
+# --- an unseen-speaker split from a second corpus ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def unseen_built(source, tmp_path_factory):
+    """``built`` again, with a second corpus of other speakers (9201: two English test utterances, one train)."""
+    root = source[0]
+    speaker = _espeak_or_skip()
+    other = tmp_path_factory.mktemp("voices")
+    words = ["A brown owl.", "nose", "palm tree"]
+    audio = [speaker.speak(" ".join(normalise_text(text))).audio for text in words]
+    rows = _write_source(other, [("9201-1-0000", "en", "animals/owl", "test", audio[0], words[0]),
+                                 ("9201-1-0001", "en", "nose", "test", audio[1], words[1]),
+                                 ("9202-2-0000", "es", "animals/owl", "train", audio[2], "")])
+    out = tmp_path_factory.mktemp("real_eval_unseen") / "corpus"
+    manifest = real_eval.build(root, out, check_utterances=1, quiet=True, unseen=other)
+    return other, rows, out, manifest
+
+
+def test_unseen_split_holds_the_second_corpus_and_leaves_the_probe_splits_alone(built, unseen_built):
+    out, _ = built
+    other, rows, out_unseen, manifest = unseen_built
+    paths = CorpusPaths(out_unseen)
+    for name in ("train_split", "test_split", "select_train_split", "select_val_split"):
+        assert paths.split(name).read_text() == CorpusPaths(out).split(name).read_text()
+    assert read_split(paths.split("unseen_split")) == ["9201-1-0000", "9201-1-0001"]
+    labels = read_phone_labels(paths.phone_labels)
+    for utt_id in ("9201-1-0000", "9201-1-0001"):
+        n_samples = sf.info(str(paths.audio_dir / "9201" / "1" / f"{utt_id}.flac")).frames
+        assert len(labels[utt_id]) == n_samples // 160 and (np.asarray(labels[utt_id]) != SIL).any()
+    assert not (paths.audio_dir / "9202").exists()  # the second corpus's train split is never read
+    assert manifest["probe_splits"]["unseen"]["labelled_utterances"] == 2
+    assert manifest["unseen_source"] == str(other) and manifest["unseen_agreement"]["utterances"] == 1
+    assert json.loads((out_unseen / "alignment_check_unseen.json").read_text())["utterances"] == 1
+    assert not (CorpusPaths(out).split("unseen_split")).exists()
+
+
+def test_unseen_corpus_sharing_a_speaker_is_refused(source, tmp_path):
+    root = source[0]
+    with pytest.raises(ValueError, match=r"speaker\(s\) 9101, 9102, 9104 are also in"):
+        real_eval.build(root, tmp_path / "out", quiet=True, unseen=root)
+
+
+def test_evaluate_scores_phones_on_the_unseen_split(unseen_built, tmp_path):
+    _, _, out, _ = unseen_built
+    code = ev.main(["--data", str(out), "--mfcc", "--test-split", "unseen_split", "--out", str(tmp_path / "r"),
+                    "--phone-epochs", "2", "--speaker-epochs", "5", "--speaker-crops", "1", "--threads", "1",
+                    "--quiet"])
+    assert code == 0
+    results = json.loads((tmp_path / "r" / "results.json").read_text())
+    labels = read_phone_labels(CorpusPaths(out).phone_labels)
+    assert results["corpus"]["probes"]["phone"]["test_frames"] == len(labels["9201-1-0000"]) + len(
+        labels["9201-1-0001"])
+    assert "No speaker of the test split is in the train split" in (tmp_path / "r" / "results.md").read_text()

@@ -343,6 +343,8 @@ def corpus_summary(corpus: Corpus, cache: FeatureCache, settings: EvalSettings) 
             "train_crops": crops["train"], "test_crops": crops["test"],
             "train_audio_s": round(frames["train"] * 0.01, 2), "test_audio_s": round(frames["test"] * 0.01, 2),
             "crops_per_utterance": settings.speaker_crops, "fully_labelled": corpus.fully_labelled,
+            "test_speakers_in_train": len({speaker_of(i) for i in corpus.test_ids}
+                                          & {speaker_of(i) for i in corpus.train_ids}),
             "probes": probes}
 
 
@@ -430,6 +432,7 @@ def markdown_table(results: dict) -> str:
          f"phone frames; {corpus['train_crops']} / {corpus['test_crops']} speaker crops "
          f"({corpus['crops_per_utterance']} per utterance). Test accuracy over all test items, in %."), "",
         *_partial_labels_note(corpus),
+        *_unseen_speakers_note(corpus),
         "| model | features | dim | phone acc. | speaker acc. |",
         "|---|---|---:|---:|---:|",
     ]
@@ -458,6 +461,14 @@ def _partial_labels_note(corpus: dict) -> list[str]:
     return [(f"Phone labels cover {phone['train_utterances']} of the {corpus['train_utterances']} train and "
              f"{phone['test_utterances']} of the {corpus['test_utterances']} test utterances: the phone probes use "
              "those, the speaker probes all."), ""]
+
+
+def _unseen_speakers_note(corpus: dict) -> list[str]:
+    """A sentence for a test split whose speakers are all absent from the train split (nothing otherwise)."""
+    if corpus.get("test_speakers_in_train", 1):
+        return []
+    return [("No speaker of the test split is in the train split: the phone probes are scored on unseen speakers, "
+             "and the speaker probes cannot score above 0."), ""]
 
 
 def _timing_line(results: dict) -> str:

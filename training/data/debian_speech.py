@@ -204,10 +204,17 @@ def build_corpus(out: Path, cache: Path, deb_dir: Path | None = None, voices: tu
         packages[voice.package] = {"version": version, "licence": voice.licence, "language": voice.language,
                                    "voice": voice.voice, "files": len(prompts), "hours": round(seconds / 3600, 3),
                                    "codec": voice.codec}
-    return _write_index(out, rows, packages, eval_fraction)
+    excluded = {"reserved_packages": list(RESERVED_PACKAGES),
+                "reserved_folders": {k: list(v) for k, v in RESERVED_FOLDERS.items()},
+                "non_speech_folders": list(NON_SPEECH_FOLDERS),
+                "non_speech_prompts": "prompts whose English transcript is in [brackets] (tones)",
+                "shorter_than_s": MIN_SECONDS}
+    return write_index(out, rows, packages, excluded, eval_fraction=eval_fraction)
 
 
-def _write_index(out: Path, rows: list[dict], packages: dict, eval_fraction: float) -> dict:
+def write_index(out: Path, rows: list[dict], packages: dict, excluded: dict, **fields) -> dict:
+    """The split files, ``utterances.tsv`` and ``manifest.json`` (with ``excluded`` and any other ``fields``) of a
+    corpus whose ``rows`` have an ``id``, a ``split`` and a ``duration_s``; returns the manifest."""
     labels = out / LABELS_SUBDIR
     labels.mkdir(parents=True, exist_ok=True)
     for split in ("train", "test"):
@@ -217,14 +224,9 @@ def _write_index(out: Path, rows: list[dict], packages: dict, eval_fraction: flo
     (out / "utterances.tsv").write_text("\n".join(lines) + "\n")
     hours = {split: round(sum(r["duration_s"] for r in rows if r["split"] == split) / 3600, 3)
              for split in ("train", "test")}
-    manifest = {"format_version": FORMAT_VERSION, "eval_fraction": eval_fraction, "packages": packages,
+    manifest = {"format_version": FORMAT_VERSION, **fields, "packages": packages,
                 "utterances": {s: sum(r["split"] == s for r in rows) for s in ("train", "test")}, "hours": hours,
-                "speakers": sorted({r["id"].split("-")[0] for r in rows}),
-                "excluded": {"reserved_packages": list(RESERVED_PACKAGES),
-                             "reserved_folders": {k: list(v) for k, v in RESERVED_FOLDERS.items()},
-                             "non_speech_folders": list(NON_SPEECH_FOLDERS),
-                             "non_speech_prompts": "prompts whose English transcript is in [brackets] (tones)",
-                             "shorter_than_s": MIN_SECONDS}}
+                "speakers": sorted({r["id"].split("-")[0] for r in rows}), "excluded": excluded}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 

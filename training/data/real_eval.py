@@ -2,6 +2,7 @@
 Debian Asterisk-prompt corpus (:mod:`training.data.debian_speech`) only.
 
     python -m training.data.real_eval data/real data/real_eval [--check-agreement 20] [--force]
+                                      [--unseen data/voices]
     python -m training.evaluate --data data/real_eval --mfcc --model sim=runs/sim --out results/real
 
 * Phone labels for the English utterances come from forced alignment with PocketSphinx 5
@@ -10,13 +11,17 @@ Debian Asterisk-prompt corpus (:mod:`training.data.debian_speech`) only.
 * The probe splits (``train_split`` / ``test_split``, about 70 / 30 %) are drawn by prompt name (30 % of the
   distinct names, ranked by a salted hash), over all four speakers: every speaker is in both probe splits, and one
   prompt's recordings in different languages stay together.
+* ``--unseen ROOT`` adds the ``test`` split of a second corpus whose speakers are not in the first
+  (:mod:`training.data.volunteer_voices`) as a third probe split, ``unseen_split``: train the phone probe on
+  ``train_split`` and test it there to measure phones on speakers that neither the encoders nor the probe heard.
+  ``train_split`` and ``test_split`` are the same with or without it.
 * ``--check-agreement N`` compares the PocketSphinx labels of N English utterances with a second, independent
   method (:mod:`training.data.alignment_check`) and writes ``alignment_check.json``.
 
 Written to OUT, in the LibriSpeech layout ``training.evaluate --data`` reads::
 
     LibriSpeech/train-clean-100/<spk>/<chap>/<id>.flac      copies of the test-split recordings
-    LibriSpeech100_labels_split/{train_split,test_split}.txt  the probe splits
+    LibriSpeech100_labels_split/{train_split,test_split}.txt  the probe splits [and unseen_split.txt]
     LibriSpeech100_labels_split/converted_aligned_phones.txt  labels of the aligned English utterances
     phones.txt   utterances.tsv   manifest.json   [alignment_check.json]
 """
@@ -55,8 +60,9 @@ PROBE_SPLIT_SALT = "smooth-infomax real_eval probe split v1"
 PROBE_SPLIT_RULE = (f"distinct prompt names ranked by sha256('{PROBE_SPLIT_SALT}\\0' + prompt); the first "
                     f"round({PROBE_TEST_FRACTION} * n) (at least 1 of 2 or more) are probe-test, the rest probe-train")
 REQUIRED_COLUMNS = ("id", "language", "prompt", "split", "duration_s", "transcript")
+UNSEEN_SPLIT = "unseen"
 GENERATED = ("LibriSpeech", "LibriSpeech100_labels_split", "phones.txt", "utterances.tsv", "manifest.json",
-             "alignment_check.json")
+             "alignment_check.json", "alignment_check_unseen.json")
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,7 @@ class SourceUtterance:
     prompt: str
     duration_s: float
     transcript: str
+    root: Path = Path()  # the corpus it comes from
 
     @property
     def speaker(self) -> str:
@@ -99,13 +106,21 @@ def read_source(root: Path) -> list[SourceUtterance]:
         missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
             raise ValueError(f"{table}: missing column(s) {', '.join(missing)}")
-        rows = [SourceUtterance(r["id"], r["language"], r["prompt"], float(r["duration_s"]), r["transcript"])
+        rows = [SourceUtterance(r["id"], r["language"], r["prompt"], float(r["duration_s"]), r["transcript"], root)
                 for r in reader if r["split"] == SOURCE_SPLIT]
     listed = set(read_split(CorpusPaths(root).split(f"{SOURCE_SPLIT}_split")))
     if {r.id for r in rows} != listed:
         raise ValueError(f"{table}: the '{SOURCE_SPLIT}' rows differ from {SOURCE_SPLIT}_split.txt "
                          f"({len(rows)} rows, {len(listed)} listed)")
     return rows
+
+
+def check_unseen(sources: list[SourceUtterance], unseen: list[SourceUtterance]) -> None:
+    """Refuse an ``--unseen`` corpus that shares a speaker or an utterance id with the main one."""
+    shared = sorted({s.speaker for s in sources} & {s.speaker for s in unseen})
+    if shared:
+        raise ValueError(f"{unseen[0].root}: speaker(s) {', '.join(shared)} are also in {sources[0].root}; "
+                         "the unseen split must hold other speakers")
 
 
 def probe_splits(prompts: Iterable[str], test_fraction: float = PROBE_TEST_FRACTION) -> dict[str, str]:
@@ -153,13 +168,17 @@ def label_utterance(aligner: PocketsphinxAligner, source: SourceUtterance, audio
     return Labelled(source, split, n_frames, labels, "aligned", words, round(alignment.score_per_frame, 2))
 
 
-def label_all(root: Path, sources: list[SourceUtterance], aligner: PocketsphinxAligner,
+def source_path(source: SourceUtterance) -> Path:
+    return utterance_path(CorpusPaths(source.root).audio_dir, source.id)
+
+
+def label_all(sources: list[SourceUtterance], splits: dict[str, str], aligner: PocketsphinxAligner,
               quiet: bool = False) -> list[Labelled]:
-    """:func:`label_utterance` for every source utterance (16 kHz audio required), with its probe split."""
-    audio_dir, results = CorpusPaths(root).audio_dir, []
-    splits = probe_splits(source.prompt for source in sources)
+    """:func:`label_utterance` for every source utterance (16 kHz audio required), with its probe split
+    (``splits[prompt]``)."""
+    results = []
     for index, source in enumerate(sources):
-        audio = read_audio(utterance_path(audio_dir, source.id), expected_rate=SAMPLE_RATE)
+        audio = read_audio(source_path(source), expected_rate=SAMPLE_RATE)
         results.append(label_utterance(aligner, source, audio, splits[source.prompt]))
         if not quiet and (index + 1) % 100 == 0:
             print(f"labelled {index + 1}/{len(sources)}", file=sys.stderr)
@@ -176,13 +195,13 @@ def check_sample(items: list[Labelled], n_utterances: int) -> list[Labelled]:
     return [aligned[i] for i in np.linspace(0, len(aligned) - 1, n_utterances).round().astype(int)]
 
 
-def check_agreement(root: Path, items: list[Labelled], aligner: PocketsphinxAligner, n_utterances: int,
+def check_agreement(items: list[Labelled], aligner: PocketsphinxAligner, n_utterances: int,
                     projector: str = "flite", reference: str | None = "espeak") -> dict:
     """The ``alignment_check.json`` dictionary: totals per comparison and every checked utterance's numbers."""
     check = AgreementCheck(aligner, projector, reference)
-    audio_dir, per_utterance, started = CorpusPaths(root).audio_dir, {}, time.perf_counter()
+    per_utterance, started = {}, time.perf_counter()
     for item in check_sample(items, n_utterances):
-        audio = read_audio(utterance_path(audio_dir, item.source.id), expected_rate=SAMPLE_RATE)
+        audio = read_audio(source_path(item.source), expected_rate=SAMPLE_RATE)
         per_utterance[item.source.id] = check.add(audio[: item.n_frames * HOP_SAMPLES], item.words, item.labels)
     return {"utterances": len(per_utterance), "projector": f"{projector} ({check.projector.voice})",
             "reference": f"{reference} ({check.reference.voice})" if check.reference else None,
@@ -200,12 +219,12 @@ def prepare_output(out: Path, force: bool) -> None:
     clear_previous_build(out, GENERATED, force, "an evaluation corpus")
 
 
-def write_corpus(root: Path, out: Path, items: list[Labelled]) -> None:
+def write_corpus(out: Path, items: list[Labelled]) -> None:
     """Audio copies, probe splits, labels, ``phones.txt`` and ``utterances.tsv`` under ``out``."""
-    source_dir, target = CorpusPaths(root).audio_dir, CorpusPaths(out)
+    target = CorpusPaths(out)
     for item in items:
-        source = utterance_path(source_dir, item.source.id)
-        destination = target.audio_dir / source.relative_to(source_dir)
+        source = source_path(item.source)
+        destination = target.audio_dir / source.relative_to(CorpusPaths(item.source.root).audio_dir)
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, destination)
         n_samples, _ = audio_info(destination)
@@ -213,9 +232,10 @@ def write_corpus(root: Path, out: Path, items: list[Labelled]) -> None:
             raise ValueError(f"{destination}: {len(item.labels)} phone labels for {n_samples} samples "
                              f"(expected {n_samples // HOP_SAMPLES})")
     target.labels_dir.mkdir(parents=True, exist_ok=True)
-    for split in ("train", "test"):
+    for split in ("train", "test", UNSEEN_SPLIT):
         ids = [item.source.id for item in items if item.probe_split == split]
-        target.split(f"{split}_split").write_text("".join(f"{i}\n" for i in ids))
+        if ids or split != UNSEEN_SPLIT:
+            target.split(f"{split}_split").write_text("".join(f"{i}\n" for i in ids))
     write_selection_splits(out, [(item.source.id, item.source.prompt, item.probe_split) for item in items])
     target.phone_labels.write_text("".join(f"{item.source.id} {' '.join(map(str, item.labels.tolist()))}\n"
                                            for item in items if item.labels is not None))
@@ -270,7 +290,8 @@ def _source_packages(root: Path) -> dict[str, str]:
     return {name: entry.get("version", "") for name, entry in packages.items()}
 
 
-def manifest(root: Path, items: list[Labelled], check: dict | None) -> dict:
+def manifest(root: Path, items: list[Labelled], check: dict | None, unseen: Path | None = None,
+             unseen_check: dict | None = None) -> dict:
     """Counts per speaker, language and probe split, alignment outcomes, versions and agreement figures."""
     keys = {"speakers": lambda i: i.source.speaker, "languages": lambda i: i.source.language,
             "probe_splits": lambda i: i.probe_split}
@@ -283,22 +304,32 @@ def manifest(root: Path, items: list[Labelled], check: dict | None) -> dict:
         data[name] = {value: _counts([i for i in items if key(i) == value]) for value in values}
     data["alignment"] = _alignment_summary(items)
     data["agreement"] = None if check is None else {"utterances": check["utterances"], **check["totals"]}
+    if unseen is not None:
+        data["unseen_source"] = str(unseen)
+        data["unseen_source_packages"] = _source_packages(unseen)
+        data["unseen_agreement"] = (None if unseen_check is None
+                                    else {"utterances": unseen_check["utterances"], **unseen_check["totals"]})
     return data
 
 
 def build(root: Path, out: Path, check_utterances: int = 0, force: bool = False, quiet: bool = False,
-          projector: str = "flite", reference: str | None = "espeak") -> dict:
-    """Label, split and write the evaluation corpus (and the agreement check); returns the manifest."""
+          projector: str = "flite", reference: str | None = "espeak", unseen: Path | None = None) -> dict:
+    """Label, split and write the evaluation corpus (and the agreement checks); returns the manifest."""
     sources = read_source(root)
+    unseen_sources = read_source(unseen) if unseen is not None else []
+    if unseen_sources:
+        check_unseen(sources, unseen_sources)
     prepare_output(out, force)
     aligner = PocketsphinxAligner()
-    items = label_all(root, sources, aligner, quiet)
-    write_corpus(root, out, items)
-    check = None
-    if check_utterances:
-        check = check_agreement(root, items, aligner, check_utterances, projector, reference)
-        (out / "alignment_check.json").write_text(json.dumps(check, indent=1) + "\n")
-    data = manifest(root, items, check)
+    items = label_all(sources, probe_splits(source.prompt for source in sources), aligner, quiet)
+    unseen_items = label_all(unseen_sources, {s.prompt: UNSEEN_SPLIT for s in unseen_sources}, aligner, quiet)
+    write_corpus(out, items + unseen_items)
+    checks: dict[str, dict | None] = {"alignment_check": None, "alignment_check_unseen": None}
+    for name, group in (("alignment_check", items), ("alignment_check_unseen", unseen_items)):
+        if check_utterances and group:
+            checks[name] = check_agreement(group, aligner, check_utterances, projector, reference)
+            (out / f"{name}.json").write_text(json.dumps(checks[name], indent=1) + "\n")
+    data = manifest(root, items + unseen_items, checks["alignment_check"], unseen, checks["alignment_check_unseen"])
     (out / "manifest.json").write_text(json.dumps(data, indent=1) + "\n")
     return data
 
@@ -307,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.data.real_eval", description=__doc__.split("\n")[0])
     parser.add_argument("root", type=Path, help="corpus of training.data.debian_speech (e.g. data/real)")
     parser.add_argument("out", type=Path, nargs="?", default=Path("data/real_eval"), help="folder to write")
+    parser.add_argument("--unseen", type=Path, default=None, metavar="ROOT",
+                        help="also label ROOT's test split (other speakers) as the unseen_split probe test")
     parser.add_argument("--check-agreement", type=int, default=0, metavar="N",
                         help="compare the labels of N English utterances with DTW-projected TTS labels")
     parser.add_argument("--projector", choices=("flite", "espeak"), default="flite",
@@ -318,12 +351,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     reference = None if args.no_calibration else "espeak"
     try:
-        data = build(args.root, args.out, args.check_agreement, args.force, args.quiet, args.projector, reference)
+        data = build(args.root, args.out, args.check_agreement, args.force, args.quiet, args.projector, reference,
+                     args.unseen)
     except (FileNotFoundError, FileExistsError, ValueError, AlignmentError, EngineMissing) as error:
         raise SystemExit(f"error: {error}") from error
     alignment = {k: v for k, v in data["alignment"].items() if k not in ("skipped_utterances", "label_counts")}
     print(json.dumps({"out": str(args.out), "total": data["total"], "probe_splits": data["probe_splits"],
-                      "alignment": alignment, "agreement": data["agreement"]}, indent=1))
+                      "alignment": alignment, "agreement": data["agreement"],
+                      "unseen_agreement": data.get("unseen_agreement")}, indent=1))
     return 0
 
 
