@@ -40,6 +40,8 @@ def debs(tmp_path_factory) -> Path:
     _ogg(stamps / "owl_desc_fr.ogg", 0.8, rate=8000, seed=4)  # below 16 kHz: left out
     _ogg(stamps / "owl_desc_bg.ogg", 0.05, seed=5)  # shorter than MIN_SECONDS: left out
     _ogg(stamps / "owl.ogg", 0.5, seed=6)  # the stamp's sound effect, not speech
+    (stamps.parent / "owls").mkdir()
+    (stamps.parent / "owls" / "owl_desc_ro.ogg").write_bytes((stamps / "owl_desc_ro.ogg").read_bytes())  # a copy
     (root / "stamps/usr/share/doc" / STAMPS.package).mkdir(parents=True)
     (root / "stamps/usr/share/doc" / STAMPS.package / "copyright").write_text("License: GPL-2\n")
     fx.build_deb(root / "stamps", STAMPS.package, "2022.06.04-1", root)
@@ -74,6 +76,7 @@ def test_english_is_the_test_split_with_transcripts_and_the_rest_trains(corpus):
     assert sorted(read_split(paths.split("test_split"))) == sorted(r["id"] for r in rows if r["split"] == "test")
     assert sorted(read_split(paths.split("train_split"))) == sorted(r["id"] for r in rows if r["split"] == "train")
     assert manifest["utterances"] == {"train": 3, "test": 3}
+    assert manifest["excluded"]["byte_identical_copies"] == 1
     assert manifest["packages"][STAMPS.package]["languages"] == ["bg", "en", "es", "fr", "ro"]
     assert json.loads((out / "manifest.json").read_text()) == manifest
     assert (out / "LICENSES" / f"{STAMPS.package}.copyright").read_text() == "License: GPL-2\n"

@@ -12,7 +12,8 @@ who recorded every file, so a language may hide more than one person. Every Engl
 ``test`` split and everything else to ``train``: the English files are speakers that no model here was trained
 on, the raw material of an unseen-speaker phone test (``training.data.real_eval --unseen``); the rest adds
 languages and voices to training. Recordings below 16 kHz (Tux Paint ships a few at 8 kHz) are left out, so that
-no band-limited audio slips in.
+no band-limited audio slips in, and so is every byte-identical copy of an earlier file (Tux Paint reuses one
+recording for several stamps, e.g. the outlined and filled letters).
 
 The output has :mod:`training.data.debian_speech`'s layout and ``utterances.tsv`` columns; the English
 transcripts are the stamp's English description (first line of its ``.txt``) or the object's name.
@@ -21,6 +22,7 @@ transcripts are the stamp's English description (first line of its ``.txt``) or 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import shutil
@@ -106,7 +108,7 @@ def decode_recording(source: Path, target: Path, package: str) -> float | None:
 
 def build_corpus(out: Path, cache: Path, deb_dir: Path | None = None, sources: tuple[Source, ...] = SOURCES) -> dict:
     """Fetch, unpack and decode every source into ``out``; returns the manifest (also out/manifest.json)."""
-    rows, packages = [], {}
+    rows, packages, seen, duplicates = [], {}, set(), 0
     for source in sources:
         unpacked, version = unpack_deb(fetch_deb(source.package, cache, deb_dir), source.package, cache)
         copyright_file = unpacked / "usr/share/doc" / source.package / "copyright"
@@ -118,6 +120,11 @@ def build_corpus(out: Path, cache: Path, deb_dir: Path | None = None, sources: t
         languages = sorted({language for language, *_ in recordings})
         counts = {language: 0 for language in languages}
         for language, prompt, path, transcript in recordings:
+            digest = hashlib.sha256(path.read_bytes()).digest()
+            if digest in seen:
+                duplicates += 1
+                continue
+            seen.add(digest)
             speaker = source.first_speaker_id + languages.index(language)
             utterance_id = f"{speaker}-{speaker % 100}-{counts[language]:04d}"
             target = out / AUDIO_SUBDIR / str(speaker) / str(speaker % 100) / f"{utterance_id}.flac"
@@ -132,7 +139,8 @@ def build_corpus(out: Path, cache: Path, deb_dir: Path | None = None, sources: t
         seconds = sum(r["duration_s"] for r in rows if r["package"] == source.package)
         packages[source.package] = {"version": version, "licence": source.licence, "languages": languages,
                                     "files": sum(counts.values()), "hours": round(seconds / 3600, 3)}
-    excluded = {"held_out_language": HELD_OUT_LANGUAGE, "below_16_khz": True, "shorter_than_s": MIN_SECONDS}
+    excluded = {"held_out_language": HELD_OUT_LANGUAGE, "below_16_khz": True, "shorter_than_s": MIN_SECONDS,
+                "byte_identical_copies": duplicates}
     return write_index(out, rows, packages, excluded)
 
 
