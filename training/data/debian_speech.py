@@ -136,6 +136,17 @@ def unpack_deb(deb: Path, package: str, cache: Path) -> tuple[Path, str]:
     return target, version
 
 
+def fetch_package(package: str, out: Path, cache: Path, deb_dir: Path | None = None) -> tuple[Path, str]:
+    """Fetch and unpack ``package`` (:func:`fetch_deb`, :func:`unpack_deb`) and copy its copyright file to
+    ``out/LICENSES/<package>.copyright``; returns the unpacked folder and the version."""
+    unpacked, version = unpack_deb(fetch_deb(package, cache, deb_dir), package, cache)
+    copyright_file = unpacked / "usr/share/doc" / package / "copyright"
+    if copyright_file.is_file():
+        (out / "LICENSES").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(copyright_file, out / "LICENSES" / f"{package}.copyright")
+    return unpacked, version
+
+
 def read_transcripts(unpacked: Path) -> dict[str, str]:
     """``{prompt: text}`` from ``core-sounds-en.txt.gz``; bracketed texts (``[beep tone]``) mark non-speech."""
     texts = {}
@@ -186,11 +197,7 @@ def build_corpus(out: Path, cache: Path, deb_dir: Path | None = None, voices: tu
     transcripts = read_transcripts(unpack_deb(transcripts_deb, TRANSCRIPTS_PACKAGE, cache)[0])
     rows, packages = [], {}
     for voice in voices:
-        unpacked, version = unpack_deb(fetch_deb(voice.package, cache, deb_dir), voice.package, cache)
-        copyright_file = unpacked / "usr/share/doc" / voice.package / "copyright"
-        if copyright_file.is_file():
-            (out / "LICENSES").mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(copyright_file, out / "LICENSES" / f"{voice.package}.copyright")
+        unpacked, version = fetch_package(voice.package, out, cache, deb_dir)
         prompts = voice_prompts(unpacked, voice, transcripts)
         for index, (prompt, source) in enumerate(prompts):
             utterance_id = f"{voice.speaker_id}-{voice.chapter}-{index:04d}"

@@ -25,7 +25,6 @@ import argparse
 import hashlib
 import json
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +34,7 @@ import torch
 import torchaudio.functional as AF
 
 from smooth_infomax.audio import SAMPLE_RATE
-from training.data.debian_speech import AUDIO_SUBDIR, MIN_SECONDS, PackageError, fetch_deb, unpack_deb, write_index
+from training.data.debian_speech import AUDIO_SUBDIR, MIN_SECONDS, PackageError, fetch_package, write_index
 
 HELD_OUT_LANGUAGE = "en"
 """Its recordings go to the ``test`` split: never trained on."""
@@ -108,40 +107,52 @@ def decode_recording(source: Path, target: Path, package: str) -> float | None:
 
 def build_corpus(out: Path, cache: Path, deb_dir: Path | None = None, sources: tuple[Source, ...] = SOURCES) -> dict:
     """Fetch, unpack and decode every source into ``out``; returns the manifest (also out/manifest.json)."""
-    rows, packages, seen, duplicates = [], {}, set(), 0
+    rows: list[dict] = []
+    packages, seen = {}, set()
+    duplicates = 0
     for source in sources:
-        unpacked, version = unpack_deb(fetch_deb(source.package, cache, deb_dir), source.package, cache)
-        copyright_file = unpacked / "usr/share/doc" / source.package / "copyright"
-        if copyright_file.is_file():
-            (out / "LICENSES").mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(copyright_file, out / "LICENSES" / f"{source.package}.copyright")
-        listing = stamp_recordings if source.package.startswith("tuxpaint") else tuberling_recordings
-        recordings = listing(unpacked)
-        languages = sorted({language for language, *_ in recordings})
-        counts = {language: 0 for language in languages}
-        for language, prompt, path, transcript in recordings:
-            digest = hashlib.sha256(path.read_bytes()).digest()
-            if digest in seen:
-                duplicates += 1
-                continue
-            seen.add(digest)
-            speaker = source.first_speaker_id + languages.index(language)
-            utterance_id = f"{speaker}-{speaker % 100}-{counts[language]:04d}"
-            target = out / AUDIO_SUBDIR / str(speaker) / str(speaker % 100) / f"{utterance_id}.flac"
-            duration_s = decode_recording(path, target, source.package)
-            if duration_s is None:
-                continue
-            counts[language] += 1
-            rows.append({"id": utterance_id, "package": source.package, "version": version,
-                         "licence": source.licence, "language": language, "voice": f"{source.package}:{language}",
-                         "prompt": prompt, "split": "test" if language == HELD_OUT_LANGUAGE else "train",
-                         "duration_s": round(duration_s, 3), "transcript": transcript})
-        seconds = sum(r["duration_s"] for r in rows if r["package"] == source.package)
-        packages[source.package] = {"version": version, "licence": source.licence, "languages": languages,
-                                    "files": sum(counts.values()), "hours": round(seconds / 3600, 3)}
+        unpacked, version = fetch_package(source.package, out, cache, deb_dir)
+        new_rows, copies = decode_source(source, unpacked, version, out, seen)
+        rows += new_rows
+        duplicates += copies
+        packages[source.package] = {"version": version, "licence": source.licence,
+                                    "languages": sorted({language for language, *_ in listing(source, unpacked)}),
+                                    "files": len(new_rows),
+                                    "hours": round(sum(r["duration_s"] for r in new_rows) / 3600, 3)}
     excluded = {"held_out_language": HELD_OUT_LANGUAGE, "below_16_khz": True, "shorter_than_s": MIN_SECONDS,
                 "byte_identical_copies": duplicates}
     return write_index(out, rows, packages, excluded)
+
+
+def listing(source: Source, unpacked: Path) -> list[tuple[str, str, Path, str]]:
+    return (stamp_recordings if source.package.startswith("tuxpaint") else tuberling_recordings)(unpacked)
+
+
+def decode_source(source: Source, unpacked: Path, version: str, out: Path, seen: set[bytes]) -> tuple[list[dict], int]:
+    """Decode one package's recordings into ``out``; returns their ``utterances.tsv`` rows and the number of
+    byte-identical copies skipped (``seen`` holds the SHA-256 of every recording decoded so far)."""
+    recordings = listing(source, unpacked)
+    languages = sorted({language for language, *_ in recordings})
+    counts = {language: 0 for language in languages}
+    rows, duplicates = [], 0
+    for language, prompt, path, transcript in recordings:
+        digest = hashlib.sha256(path.read_bytes()).digest()
+        if digest in seen:
+            duplicates += 1
+            continue
+        seen.add(digest)
+        speaker = source.first_speaker_id + languages.index(language)
+        utterance_id = f"{speaker}-{speaker % 100}-{counts[language]:04d}"
+        target = out / AUDIO_SUBDIR / str(speaker) / str(speaker % 100) / f"{utterance_id}.flac"
+        duration_s = decode_recording(path, target, source.package)
+        if duration_s is None:
+            continue
+        counts[language] += 1
+        rows.append({"id": utterance_id, "package": source.package, "version": version, "licence": source.licence,
+                     "language": language, "voice": f"{source.package}:{language}", "prompt": prompt,
+                     "split": "test" if language == HELD_OUT_LANGUAGE else "train",
+                     "duration_s": round(duration_s, 3), "transcript": transcript})
+    return rows, duplicates
 
 
 def main(argv: list[str] | None = None) -> None:
