@@ -98,6 +98,23 @@ def test_init_from_starts_a_new_run_from_an_exported_encoder(corpus, tmp_path):
         train(small_config(corpus, tmp_path / "gim", preset="gim", init_from=str(tmp_path / "source")))
 
 
+def test_predictor_warmup_keeps_the_encoder_still_then_lets_it_learn(corpus, tmp_path):
+    source = SmoothInfoMaxEncoder.from_preset("sim")
+    source.save_pretrained(tmp_path / "source")
+    run_dir = train(small_config(corpus, tmp_path / "run", steps=3, checkpoint_every=1, learning_rate=1e-3,
+                                 init_from=str(tmp_path / "source"), predictor_warmup_steps=2))
+    states = [load_checkpoint(run_dir / "checkpoints" / f"step_{k:08d}.pt") for k in (1, 2, 3)]
+    weights = {key: value for key, value in source.named_parameters()}
+    for state in states[:2]:
+        for key, value in weights.items():
+            assert torch.equal(state["encoder"][key], value), key
+    assert any(not torch.equal(states[0]["predictors"][k], states[1]["predictors"][k]) for k in states[0]["predictors"])
+    moved = [key for key, value in weights.items() if not torch.equal(states[2]["encoder"][key], value)]
+    assert len(moved) == len(weights)
+    with pytest.raises(ValueError, match="predictor_warmup_steps=-1"):
+        small_config(corpus, tmp_path / "bad", predictor_warmup_steps=-1)
+
+
 def test_resume_without_checkpoint_is_an_error(corpus, tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         train(small_config(corpus, tmp_path / "empty"), resume=True)

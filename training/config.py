@@ -39,6 +39,8 @@ class TrainConfig:
     ``init_from`` starts a new run (not a resumed one) from an exported model's encoder weights: a model folder, a
     shipped name (``sim-mix``) or a Hub id, whose architecture must equal this run's; the predictors and the
     optimiser start fresh. It continues a model whose checkpoints are gone, e.g. the shipped one.
+    ``predictor_warmup_steps`` keeps the encoder still for the run's first steps (its gradients are dropped before
+    each update), so that fresh predictors learn to read a trained encoder before their gradients move it.
 
     ``layout`` says how ``data_root`` is organised: ``"librispeech"`` (real, synthetic or Debian corpora: audio under
     ``LibriSpeech/``, split files under ``LibriSpeech100_labels_split/``) or ``"deboer"`` (the Artificial Speech
@@ -73,6 +75,7 @@ class TrainConfig:
     deterministic: bool = False
     tensorboard: bool = True
     init_from: str = ""
+    predictor_warmup_steps: int = 0
 
     def __post_init__(self) -> None:
         checks = {
@@ -80,6 +83,7 @@ class TrainConfig:
             "learning_rate": self.learning_rate > 0,
             "crop_samples": self.crop_samples >= 160, "num_workers": self.num_workers >= 0,
             "checkpoint_every": self.checkpoint_every >= 1, "val_every": self.val_every >= 1,
+            "predictor_warmup_steps": self.predictor_warmup_steps >= 0,
             "val_batches": self.val_batches >= 1, "log_every": self.log_every >= 1,
             "val_fraction": 0.0 < self.val_fraction < 1.0, "lr_decay": 0.0 < self.lr_decay <= 1.0,
             "device": self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda"),

@@ -191,6 +191,8 @@ def _train(config: TrainConfig, resume: bool) -> Path:
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if step < config.predictor_warmup_steps:
+                objective.encoder.zero_grad(set_to_none=True)  # Adam skips parameters without a gradient
             optimizer.step()
             scheduler.step()
             step += 1
