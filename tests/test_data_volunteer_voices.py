@@ -105,3 +105,12 @@ def test_each_package_and_language_is_its_own_speaker(corpus):
 def test_a_missing_package_is_named(tmp_path):
     with pytest.raises(PackageError, match=STAMPS.package):
         vv.build_corpus(tmp_path / "out", tmp_path / "cache", deb_dir=tmp_path)
+
+
+def test_no_source_is_reserved_for_the_independent_check(tmp_path):
+    from training.data.debian_speech import RESERVED_PACKAGES
+
+    assert not {source.package for source in vv.SOURCES} & set(RESERVED_PACKAGES)
+    reserved = vv.Source(RESERVED_PACKAGES[0], "any", 9901)
+    with pytest.raises(PackageError, match="reserved for an independent check"):
+        vv.build_corpus(tmp_path / "out", tmp_path / "cache", deb_dir=tmp_path, sources=(reserved,))
