@@ -23,7 +23,7 @@ Written to OUT, in the LibriSpeech layout ``training.evaluate --data`` reads::
     LibriSpeech/train-clean-100/<spk>/<chap>/<id>.flac      copies of the test-split recordings
     LibriSpeech100_labels_split/{train_split,test_split}.txt  the probe splits [and unseen_split.txt]
     LibriSpeech100_labels_split/converted_aligned_phones.txt  labels of the aligned English utterances
-    phones.txt   utterances.tsv   manifest.json   [alignment_check.json]
+    phones.txt   utterances.tsv   manifest.json   [alignment_check.json]   [alignment_check_unseen.json]
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def read_source(root: Path) -> list[SourceUtterance]:
 
 
 def check_unseen(sources: list[SourceUtterance], unseen: list[SourceUtterance]) -> None:
-    """Refuse an ``--unseen`` corpus that shares a speaker or an utterance id with the main one."""
+    """Refuse an ``--unseen`` corpus that shares a speaker (and so possibly utterance ids) with the main one."""
     shared = sorted({s.speaker for s in sources} & {s.speaker for s in unseen})
     if shared:
         raise ValueError(f"{unseen[0].root}: speaker(s) {', '.join(shared)} are also in {sources[0].root}; "
