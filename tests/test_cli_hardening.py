@@ -288,7 +288,7 @@ def test_manifest_with_utf8_bom(tmp_path, tiny_model):
 def test_ctrl_c_prints_the_summary_removes_temp_files_and_exits_130(tmp_path, tiny_model):
     for i in range(3):  # shorter than a chunk: written first, one per batch
         write_audio(tmp_path / "in" / f"short{i}.wav", 0.04, seed=i)
-    write_audio(tmp_path / "in" / "long.wav", 160, seed=9)  # long enough that Ctrl-C lands while it is written
+    write_audio(tmp_path / "in" / "long.wav", 40, seed=9)
     out = tmp_path / "out"
     args = [tmp_path / "in", out, "--model", tiny_model, "--num-workers", 1, "--chunk-seconds", 0.05,
             "--batch-seconds", 0.04, "--quiet"]
