@@ -32,7 +32,7 @@ def _ogg(path: Path, seconds: float, rate: int = 44100, seed: int = 0) -> None:
 def debs(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("debs")
     stamps = root / "stamps" / vv.STAMPS_DIR / "animals" / "birds"
-    (stamps.parent / "birds").mkdir(parents=True)
+    stamps.mkdir(parents=True)
     (stamps / "owl.txt").write_text("An owl.\nes.utf8=Un búho.\n")
     _ogg(stamps / "owl_desc.ogg", 0.6, seed=1)
     _ogg(stamps / "owl_desc_es.ogg", 0.7, seed=2)

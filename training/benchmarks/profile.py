@@ -119,18 +119,21 @@ def _main_training(args: argparse.Namespace) -> dict:
     for dtype in args.dtypes.split(","):
         found = profile_training_step(args.training, dtype == "bfloat16", args.batch)
         result["dtypes"][dtype] = found
-        all_ms = sum(found["groups"].values())
-        print(f"{dtype}: {all_ms:.0f} ms of CPU time per step: "
-              + ", ".join(f"{g} {ms:.0f} ms ({ms / all_ms:.0%})" for g, ms in found["groups"].items()))
+        print(f"{dtype} (per step): {_shares(found['groups'])}")
         print("  costliest: " + ", ".join(f"{op} {ms:.0f} ms" for op, ms in found["top"].items()))
     write_json(args.out, result)
     return result
 
 
-def _line(dtype: str, totals: dict[str, float]) -> str:
+def _shares(totals: dict[str, float]) -> str:
     all_ms = sum(totals.values())
-    shares = ", ".join(f"{name} {ms:.0f} ms ({ms / all_ms:.0%})" for name, ms in totals.items())
-    return f"{dtype}: {all_ms:.0f} ms of CPU time: {shares}; without the GRU: {1 / (1 - totals['gru'] / all_ms):.2f}x"
+    return f"{all_ms:.0f} ms of CPU time: " + ", ".join(f"{name} {ms:.0f} ms ({ms / all_ms:.0%})"
+                                                         for name, ms in totals.items())
+
+
+def _line(dtype: str, totals: dict[str, float]) -> str:
+    without_gru = 1 / (1 - totals["gru"] / sum(totals.values()))
+    return f"{dtype}: {_shares(totals)}; without the GRU: {without_gru:.2f}x"
 
 
 def _parser() -> argparse.ArgumentParser:

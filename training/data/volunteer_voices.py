@@ -112,11 +112,12 @@ def build_corpus(out: Path, cache: Path, deb_dir: Path | None = None, sources: t
     duplicates = 0
     for source in sources:
         unpacked, version = fetch_package(source.package, out, cache, deb_dir)
-        new_rows, copies = decode_source(source, unpacked, version, out, seen)
+        recordings = listing(source, unpacked)
+        new_rows, copies = decode_source(source, recordings, version, out, seen)
         rows += new_rows
         duplicates += copies
         packages[source.package] = {"version": version, "licence": source.licence,
-                                    "languages": sorted({language for language, *_ in listing(source, unpacked)}),
+                                    "languages": sorted({language for language, *_ in recordings}),
                                     "files": len(new_rows),
                                     "hours": round(sum(r["duration_s"] for r in new_rows) / 3600, 3)}
     excluded = {"held_out_language": HELD_OUT_LANGUAGE, "below_16_khz": True, "shorter_than_s": MIN_SECONDS,
@@ -125,13 +126,14 @@ def build_corpus(out: Path, cache: Path, deb_dir: Path | None = None, sources: t
 
 
 def listing(source: Source, unpacked: Path) -> list[tuple[str, str, Path, str]]:
+    """``(language, prompt, path, transcript)`` of the package's recordings."""
     return (stamp_recordings if source.package.startswith("tuxpaint") else tuberling_recordings)(unpacked)
 
 
-def decode_source(source: Source, unpacked: Path, version: str, out: Path, seen: set[bytes]) -> tuple[list[dict], int]:
-    """Decode one package's recordings into ``out``; returns their ``utterances.tsv`` rows and the number of
-    byte-identical copies skipped (``seen`` holds the SHA-256 of every recording decoded so far)."""
-    recordings = listing(source, unpacked)
+def decode_source(source: Source, recordings: list[tuple[str, str, Path, str]], version: str, out: Path,
+                  seen: set[bytes]) -> tuple[list[dict], int]:
+    """Decode one package's ``recordings`` (:func:`listing`) into ``out``; returns their ``utterances.tsv`` rows and
+    the number of byte-identical copies skipped (``seen`` holds the SHA-256 of every recording decoded so far)."""
     languages = sorted({language for language, *_ in recordings})
     counts = {language: 0 for language in languages}
     rows, duplicates = [], 0
