@@ -185,6 +185,21 @@ def test_encoder_frames_and_pooled_features():
     assert EncoderFeatures(gim, modules=[0, -1]).feature_names == ["module 0", "GRU"]
 
 
+def test_the_gru_read_late_is_the_gru_shifted_by_whole_label_frames():
+    encoder = SmoothInfoMaxEncoder.from_preset("sim")
+    source = EncoderFeatures(encoder, modules=[2, 3], gru_lookahead_frames=[1, 3])
+    assert source.feature_names == ["module 2", "GRU", "GRU +1", "GRU +3"]
+    frames = source.frames([torch.randn(3200) * 0.1])[0]
+    gru = frames["GRU"]
+    assert torch.equal(frames["GRU +1"][:-1], gru[1:]) and torch.equal(frames["GRU +3"][:-3], gru[3:])
+    assert all(torch.equal(row, gru[-1]) for row in frames["GRU +3"][-3:])  # the last frame repeated
+    pooled = source.pooled(torch.randn(1, 3200) * 0.1, torch.tensor([3200]))
+    assert list(pooled) == ["module 2", "GRU"]  # a time shift changes nothing in a clip mean
+    for bad, modules in (([0], None), ([2], [0, 1, 2])):
+        with pytest.raises(ValueError, match="needs values >= 1 and the GRU"):
+            EncoderFeatures(encoder, modules=modules, gru_lookahead_frames=bad)
+
+
 def test_mfcc_frame_i_is_centred_on_label_i():
     mfcc = MfccFeatures(deltas=0)
     wave = torch.randn(16000, generator=torch.Generator().manual_seed(0)) * 0.1
@@ -344,3 +359,12 @@ def test_split_names_are_taken_with_or_without_txt():
                                          "--test-split", "select_val_split"])
     settings = ev.settings_from_args(args)
     assert (settings.train_split, settings.test_split) == ("select_train_split", "select_val_split")
+
+
+def test_gru_lookahead_reaches_trained_models_only(tmp_path):
+    SmoothInfoMaxEncoder.from_preset("sim").save_pretrained(tmp_path / "model")
+    args = ev.build_parser().parse_args(["--model", f"m={tmp_path / 'model'}", "--random-init", "sim",
+                                         "--gru-lookahead", "2", "--out", str(tmp_path / "out")])
+    trained, random_init = ev.candidates_from_args(args, ev.settings_from_args(args))
+    assert trained.make().feature_names[-2:] == ["GRU", "GRU +2"]
+    assert random_init.make().feature_names[-1] == "GRU"

@@ -446,6 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mfcc", action="store_true", help="also probe MFCC-13 + deltas + delta-deltas")
     parser.add_argument("--mfcc-context", type=int, default=0, metavar="K",
                         help="with --mfcc: also probe MFCCs stacked over ±K frames (phones only)")
+    parser.add_argument("--gru-lookahead", type=int, action="append", default=[], metavar="D",
+                        help="also probe each trained model's GRU read D frames late, 'GRU +D' (phones only; "
+                             "repeatable; a diagnostic of the causal GRU, not a module)")
     parser.add_argument("--out", required=True, help="output folder")
     phone, speaker = EvalSettings.phone_probe, EvalSettings.speaker_probe
     parser.add_argument("--phone-epochs", type=int, default=phone.epochs, help="phone probe epochs")
@@ -513,7 +516,8 @@ def candidates_from_args(args: argparse.Namespace, settings: EvalSettings) -> li
         if not sep or not name or not path:
             raise SystemExit(f"--model wants NAME=PATH, got {spec!r}")
         encoder, description = load_encoder(path, settings.device)  # fail early on a bad path
-        candidates.append(Candidate(name, "trained", description, lambda e=encoder: EncoderFeatures(e)))
+        candidates.append(Candidate(name, "trained", description, lambda e=encoder: EncoderFeatures(
+            e, gru_lookahead_frames=args.gru_lookahead)))
     for preset_name in args.random_init:
         description = f"from_preset({preset_name!r}) after torch.manual_seed({settings.seed})"
         candidates.append(Candidate(f"random {preset_name}", "random-init", description,
