@@ -20,6 +20,7 @@ from smooth_infomax.analysis import (
     Accuracy,
     EncoderFeatures,
     LabelledFeatures,
+    LateFeatures,
     LinearProbe,
     MfccFeatures,
     ProbeConfig,
@@ -38,6 +39,7 @@ from smooth_infomax.analysis import (
     run_probe,
     save_label_map,
     save_probe,
+    shift_frames,
     stack_context,
 )
 from training import compare_probes
@@ -185,19 +187,20 @@ def test_encoder_frames_and_pooled_features():
     assert EncoderFeatures(gim, modules=[0, -1]).feature_names == ["module 0", "GRU"]
 
 
-def test_the_gru_read_late_is_the_gru_shifted_by_whole_label_frames():
-    encoder = SmoothInfoMaxEncoder.from_preset("sim")
-    source = EncoderFeatures(encoder, modules=[2, 3], gru_lookahead_frames=[1, 3])
-    assert source.feature_names == ["module 2", "GRU", "GRU +1", "GRU +3"]
+def test_late_features_pair_label_i_with_frame_i_plus_d():
+    source = LateFeatures(EncoderFeatures(SmoothInfoMaxEncoder.from_preset("sim"), modules=[2, 3]), [1, -2])
+    assert source.feature_names == ["module 2", "GRU", "module 2 +1", "module 2 -2", "GRU +1", "GRU -2"]
     frames = source.frames([torch.randn(3200) * 0.1])[0]
     gru = frames["GRU"]
-    assert torch.equal(frames["GRU +1"][:-1], gru[1:]) and torch.equal(frames["GRU +3"][:-3], gru[3:])
-    assert all(torch.equal(row, gru[-1]) for row in frames["GRU +3"][-3:])  # the last frame repeated
+    assert torch.equal(frames["GRU +1"][:-1], gru[1:]) and torch.equal(frames["GRU +1"][-1], gru[-1])
+    assert torch.equal(frames["GRU -2"][2:], gru[:-2]) and all(torch.equal(row, gru[0]) for row in frames["GRU -2"][:2])
     pooled = source.pooled(torch.randn(1, 3200) * 0.1, torch.tensor([3200]))
     assert list(pooled) == ["module 2", "GRU"]  # a time shift changes nothing in a clip mean
-    for bad, modules in (([0], None), ([2], [0, 1, 2])):
-        with pytest.raises(ValueError, match="needs values >= 1 and the GRU"):
-            EncoderFeatures(encoder, modules=modules, gru_lookahead_frames=bad)
+    assert shift_frames(torch.arange(4.0), 3).tolist() == [3, 3, 3, 3]
+    assert LateFeatures(MfccFeatures(context=1), [2]).settings()["frames_late"] == [2]
+    for bad in ([], [0, 1]):
+        with pytest.raises(ValueError, match="non-zero frame shifts"):
+            LateFeatures(MfccFeatures(), bad)
 
 
 def test_mfcc_frame_i_is_centred_on_label_i():
@@ -361,10 +364,13 @@ def test_split_names_are_taken_with_or_without_txt():
     assert (settings.train_split, settings.test_split) == ("select_train_split", "select_val_split")
 
 
-def test_gru_lookahead_reaches_trained_models_only(tmp_path):
+def test_frames_late_reaches_every_candidate(tmp_path):
     SmoothInfoMaxEncoder.from_preset("sim").save_pretrained(tmp_path / "model")
-    args = ev.build_parser().parse_args(["--model", f"m={tmp_path / 'model'}", "--random-init", "sim",
-                                         "--gru-lookahead", "2", "--out", str(tmp_path / "out")])
-    trained, random_init = ev.candidates_from_args(args, ev.settings_from_args(args))
-    assert trained.make().feature_names[-2:] == ["GRU", "GRU +2"]
-    assert random_init.make().feature_names[-1] == "GRU"
+    args = ev.build_parser().parse_args(["--model", f"m={tmp_path / 'model'}", "--random-init", "sim", "--mfcc",
+                                         "--mfcc-context", "2", "--frames-late", "3", "--out", str(tmp_path / "o")])
+    trained, random_init, mfcc = (c.make() for c in ev.candidates_from_args(args, ev.settings_from_args(args)))
+    assert trained.feature_names[-1] == random_init.feature_names[-1] == "GRU +3"
+    assert mfcc.feature_names == ["MFCC", "MFCC ±2", "MFCC +3", "MFCC ±2 +3"]
+    args.frames_late = [0]
+    with pytest.raises(SystemExit, match="non-zero"):
+        ev.candidates_from_args(args, ev.settings_from_args(args))

@@ -33,6 +33,7 @@ from smooth_infomax.analysis.corpus import LibriLayout
 from smooth_infomax.analysis.features import (
     EncoderFeatures,
     FeatureSource,
+    LateFeatures,
     MfccFeatures,
 )
 from smooth_infomax.analysis.probes import (
@@ -446,9 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mfcc", action="store_true", help="also probe MFCC-13 + deltas + delta-deltas")
     parser.add_argument("--mfcc-context", type=int, default=0, metavar="K",
                         help="with --mfcc: also probe MFCCs stacked over ±K frames (phones only)")
-    parser.add_argument("--gru-lookahead", type=int, action="append", default=[], metavar="D",
-                        help="also probe each trained model's GRU read D frames late, 'GRU +D' (phones only; "
-                             "repeatable; a diagnostic of the causal GRU, not a module)")
+    parser.add_argument("--frames-late", type=int, action="append", default=[], metavar="D",
+                        help="also probe every frame feature set read D label frames late, 'NAME +D' (phones only; "
+                             "repeatable; D < 0 reads early): a timing diagnostic, not a feature of its own")
     parser.add_argument("--out", required=True, help="output folder")
     phone, speaker = EvalSettings.phone_probe, EvalSettings.speaker_probe
     parser.add_argument("--phone-epochs", type=int, default=phone.epochs, help="phone probe epochs")
@@ -516,8 +517,7 @@ def candidates_from_args(args: argparse.Namespace, settings: EvalSettings) -> li
         if not sep or not name or not path:
             raise SystemExit(f"--model wants NAME=PATH, got {spec!r}")
         encoder, description = load_encoder(path, settings.device)  # fail early on a bad path
-        candidates.append(Candidate(name, "trained", description, lambda e=encoder: EncoderFeatures(
-            e, gru_lookahead_frames=args.gru_lookahead)))
+        candidates.append(Candidate(name, "trained", description, lambda e=encoder: EncoderFeatures(e)))
     for preset_name in args.random_init:
         description = f"from_preset({preset_name!r}) after torch.manual_seed({settings.seed})"
         candidates.append(Candidate(f"random {preset_name}", "random-init", description,
@@ -528,6 +528,10 @@ def candidates_from_args(args: argparse.Namespace, settings: EvalSettings) -> li
                                     lambda: MfccFeatures(context=args.mfcc_context)))
     if not candidates:
         raise SystemExit("nothing to evaluate: give --model, --random-init and/or --mfcc")
+    if args.frames_late:
+        if 0 in args.frames_late:
+            raise SystemExit("--frames-late wants non-zero shifts (0 is the plain feature set)")
+        candidates = [replace(c, make=lambda make=c.make: LateFeatures(make(), args.frames_late)) for c in candidates]
     return candidates
 
 

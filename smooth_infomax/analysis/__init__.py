@@ -12,8 +12,8 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "features": ("EncoderFeatures", "FeatureSource", "LABEL_HOP_SAMPLES", "MfccFeatures", "masked_time_mean",
-                 "module_feature_names", "pool_to_label_rate", "stack_context"),
+    "features": ("EncoderFeatures", "FeatureSource", "LABEL_HOP_SAMPLES", "LateFeatures", "MfccFeatures",
+                 "masked_time_mean", "module_feature_names", "pool_to_label_rate", "shift_frames", "stack_context"),
     "probes": ("Accuracy", "LabelledFeatures", "LinearProbe", "PHONE_PROBE", "ProbeConfig", "ProbeResult",
                "SPEAKER_PROBE", "SYLLABLE_PROBE", "accuracy", "align_labels", "collect_frame_features",
                "collect_pooled_features", "evaluate_probe", "feature_statistics", "fit_probe", "load_label_map",
@@ -31,6 +31,7 @@ __all__ = [
     "EncoderFeatures",
     "FeatureSource",
     "LabelledFeatures",
+    "LateFeatures",
     "LinearProbe",
     "MfccFeatures",
     "ProbeConfig",
@@ -53,6 +54,7 @@ __all__ = [
     "run_probe",
     "save_label_map",
     "save_probe",
+    "shift_frames",
     "stack_context",
 ]
 

@@ -98,15 +98,11 @@ class EncoderFeatures:
         sample: use a reparameterised sample instead of the mean (the reference's ``deterministic=False``,
             used only for its interpretability probes); ``generator`` seeds it.
         standardize: probes standardise these features (the reference does not).
-        gru_lookahead_frames: each ``d`` >= 1 adds a frame feature set ``"GRU +d"``: label bin ``i`` gets the
-            GRU's output at bin ``i + d`` (the last one repeated at the end), i.e. the causal GRU read ``d`` x 10 ms
-            late, after it has heard that much of what follows. Pooled features do not change. Needs the GRU
-            among ``modules``.
     """
 
     def __init__(self, encoder, modules: Sequence[int] | None = None, sample: bool = False,
                  generator: torch.Generator | None = None, standardize: bool = False, *,
-                 layers: Sequence[int] | None = None, gru_lookahead_frames: Sequence[int] = ()):
+                 layers: Sequence[int] | None = None):
         modules = renamed_keyword(modules, layers, "modules", "layers")
         self.encoder = encoder.eval()
         self.modules = encoder.resolve_modules(list(modules) if modules is not None else None)
@@ -114,11 +110,6 @@ class EncoderFeatures:
         names = module_feature_names(encoder)
         self.feature_names = [names[i] for i in self.modules]
         self._what = "sample" if sample else "mean"
-        self.gru_lookahead_frames = tuple(gru_lookahead_frames)
-        if self.gru_lookahead_frames and (min(self.gru_lookahead_frames) < 1 or "GRU" not in self.feature_names):
-            raise ValueError(f"gru_lookahead_frames={self.gru_lookahead_frames}: needs values >= 1 and the GRU "
-                             f"among the probed modules ({self.feature_names})")
-        self.feature_names += [f"GRU +{steps}" for steps in self.gru_lookahead_frames]
 
     @property
     def device(self) -> torch.device:
@@ -131,24 +122,20 @@ class EncoderFeatures:
     def frames(self, waveforms: Sequence[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         """For each ``(samples,)`` waveform, ``{name: (samples // 160, dim)}`` on the CPU (float32)."""
         out = self._extract([w.reshape(-1) for w in waveforms])
-        module_names = self.feature_names[:len(out)]
         results = []
         for item, waveform in enumerate(waveforms):
             n_bins = waveform.numel() // LABEL_HOP_SAMPLES
-            frames = {
+            results.append({
                 name: pool_to_label_rate(features.unpad(item, self._what), features.geometry, n_bins).float().cpu()
-                for name, features in zip(module_names, out, strict=True)
-            }
-            for steps in self.gru_lookahead_frames:
-                frames[f"GRU +{steps}"] = shift_earlier(frames["GRU"], steps)
-            results.append(frames)
+                for name, features in zip(self.feature_names, out, strict=True)
+            })
         return results
 
     def pooled(self, clips: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
         """``clips (batch, samples)`` -> ``{name: (batch, dim)}``, the mean over each clip's valid frames."""
         out = self._extract(clips, lengths)
         return {name: masked_time_mean(getattr(f, self._what), f.lengths).float().cpu()
-                for name, f in zip(self.feature_names, out)}
+                for name, f in zip(self.feature_names, out, strict=True)}
 
 
 class MfccFeatures:
@@ -212,8 +199,40 @@ class MfccFeatures:
         return {"MFCC": torch.stack(means)}
 
 
-def shift_earlier(frames: torch.Tensor, steps: int) -> torch.Tensor:
-    """``(frames, dim)`` -> ``(frames, dim)`` whose row ``i`` is row ``i + steps``, the last row repeated at the end."""
+class LateFeatures:
+    """Another source's frame features, also read some label frames late: a timing diagnostic.
+
+    For each ``d`` in ``frames_late`` and each of ``source``'s feature sets ``name``, a frame feature set
+    ``"name +d"`` pairs label ``i`` with frame ``i + d`` of ``name`` (``d`` < 0 reads early; frames past either end
+    repeat the edge frame). A causal feature (the GRU) whose evidence for label ``i`` arrives late gains from it; a
+    feature centred on its label does not. Pooled features are ``source``'s, unchanged.
+    """
+
+    def __init__(self, source: FeatureSource, frames_late: Sequence[int]):
+        if not frames_late or 0 in frames_late:
+            raise ValueError(f"frames_late={list(frames_late)}: give one or more non-zero frame shifts")
+        self.source, self.frames_late, self.standardize = source, tuple(frames_late), source.standardize
+        self.feature_names = list(source.feature_names) + [
+            f"{name} {d:+d}" for name in source.feature_names for d in self.frames_late]
+
+    def settings(self) -> dict:
+        """The wrapped source's settings (for MFCC), with the shifts."""
+        inner = self.source.settings() if hasattr(self.source, "settings") else {}
+        return {**inner, "frames_late": list(self.frames_late)}
+
+    def frames(self, waveforms: Sequence[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        results = self.source.frames(waveforms)
+        for item in results:
+            late = {f"{name} {d:+d}": shift_frames(item[name], d) for name in list(item) for d in self.frames_late}
+            item.update(late)
+        return results
+
+    def pooled(self, clips: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.source.pooled(clips, lengths)
+
+
+def shift_frames(frames: torch.Tensor, steps: int) -> torch.Tensor:
+    """``(frames, dim)`` -> ``(frames, dim)`` whose row ``i`` is row ``i + steps``, the edge rows repeated."""
     n = frames.shape[0]
     return frames[(torch.arange(n) + steps).clamp_(0, max(n - 1, 0))]
 
