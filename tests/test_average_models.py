@@ -11,7 +11,7 @@ def _encoder(seed: int, preset: str = "sim") -> SmoothInfoMaxEncoder:
     """A random encoder whose batch-norm statistics are random too, so that averaging them is visible."""
     torch.manual_seed(seed)
     encoder = SmoothInfoMaxEncoder.from_preset(preset).eval()
-    for name, buffer in encoder.named_buffers():
+    for buffer in encoder.buffers():
         if buffer.is_floating_point():
             buffer.copy_(torch.rand_like(buffer) + 0.5)
         else:
@@ -39,7 +39,7 @@ def test_averaging_a_model_with_itself_changes_nothing():
         assert torch.equal(averaged.state_dict()[key], tensor), key
     wav = torch.randn(1, 8000)
     with torch.no_grad():
-        for mine, theirs in zip(encoder.forward_features(wav), averaged.forward_features(wav)):
+        for mine, theirs in zip(encoder.forward_features(wav), averaged.forward_features(wav), strict=True):
             assert torch.equal(mine.mean, theirs.mean)
 
 
@@ -71,4 +71,8 @@ def test_the_command_writes_a_loadable_folder_and_never_overwrites_one(tmp_path,
     with pytest.raises(SystemExit):
         main([str(tmp_path / "soup"), str(tmp_path / "a")])
     assert "already holds a model" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "other"), str(tmp_path / "a"), str(tmp_path / "b"), "--weights", "1"])
+    assert "one non-negative weight per model (2)" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()
     assert (tmp_path / "soup" / "model.safetensors").read_bytes() == before

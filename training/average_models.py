@@ -17,8 +17,8 @@ every ingredient.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -52,7 +52,7 @@ def average_state_dicts(states: Sequence[dict[str, torch.Tensor]], weights: Sequ
         if not tensor.is_floating_point():
             averaged[key] = tensor.clone()
             continue
-        mean = sum(state[key].double() * (weight / total) for state, weight in zip(states, weights))
+        mean = sum(state[key].double() * (weight / total) for state, weight in zip(states, weights, strict=True))
         averaged[key] = mean.to(tensor.dtype)
     return averaged
 
@@ -83,9 +83,12 @@ def main(argv: list[str] | None = None) -> None:
     if (out_dir / "model.safetensors").exists():
         parser.error(f"{out_dir} already holds a model; choose another folder or remove it")
     loaded = [load_encoder(spec) for spec in args.models]
-    averaged = average_encoders([encoder for encoder, _ in loaded], args.weights)
+    try:
+        averaged = average_encoders([encoder for encoder, _ in loaded], args.weights)
+    except ValueError as error:
+        parser.error(str(error))
     weights = args.weights or [1.0] * len(loaded)
-    sources = "; ".join(f"{w:g} x {where}" for w, (_, where) in zip(weights, loaded))
+    sources = "; ".join(f"{w:g} x {where}" for w, (_, where) in zip(weights, loaded, strict=True))
     card = ModelCard(title="Smooth InfoMax speech encoder (weight average)",
                      training_data="as each averaged model's card says",
                      training=f"the weighted mean of {len(loaded)} models' weights: {sources}",
