@@ -46,7 +46,7 @@ def test_load_for_cli_raises_the_tool_s_error_type():
 
 def test_convert_and_evaluate_report_load_failures_the_same_way(tmp_path, capsys):
     from smooth_infomax.convert import main as convert
-    from training import evaluate
+    from training import evaluate_models as evaluate
 
     with pytest.raises(SystemExit) as exit_info:
         convert([str(tmp_path / "missing.ckpt"), str(tmp_path / "out"), "--preset", "sim"])

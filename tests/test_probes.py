@@ -42,7 +42,7 @@ from smooth_infomax.analysis import (
     shift_frames,
     stack_context,
 )
-from training import compare_probes
+from training import compare_probes, evaluate_models
 from training import evaluate as ev
 from training.data.librispeech import align_labels, load_speaker_map
 
@@ -339,20 +339,20 @@ def test_model_paths(tmp_path):
     torch.manual_seed(0)
     encoder = SmoothInfoMaxEncoder.from_preset("sim")
     encoder.save_pretrained(tmp_path / "model")
-    loaded, description = ev.load_encoder(str(tmp_path / "model"))
+    loaded, description = evaluate_models.load_encoder(str(tmp_path / "model"))
     assert "pretrained folder" in description and not loaded.training
     from training.checkpoint import checkpoint_path, save_checkpoint
 
     save_checkpoint(checkpoint_path(tmp_path / "run", 7), {"encoder": encoder.state_dict(), "step": 7,
                                                           "encoder_config": encoder.config.to_json()})
     for spec in (tmp_path / "run", checkpoint_path(tmp_path / "run", 7)):
-        from_run, description = ev.load_encoder(str(spec))
+        from_run, description = evaluate_models.load_encoder(str(spec))
         assert "step 7" in description and not from_run.training
         assert all(torch.equal(x, y)
                    for x, y in zip(from_run.state_dict().values(), encoder.state_dict().values(), strict=True))
-    a, b = ev.random_encoder("sim", 3), ev.random_encoder("sim", 3)
+    a, b = evaluate_models.random_encoder("sim", 3), evaluate_models.random_encoder("sim", 3)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
-    assert not torch.equal(next(a.parameters()), next(ev.random_encoder("sim", 4).parameters()))
+    assert not torch.equal(next(a.parameters()), next(evaluate_models.random_encoder("sim", 4).parameters()))
     with pytest.raises(SystemExit):
         ev.main(["--data", str(tmp_path), "--out", str(tmp_path / "o")])  # nothing to evaluate
 
@@ -368,9 +368,10 @@ def test_frames_late_reaches_every_candidate(tmp_path):
     SmoothInfoMaxEncoder.from_preset("sim").save_pretrained(tmp_path / "model")
     args = ev.build_parser().parse_args(["--model", f"m={tmp_path / 'model'}", "--random-init", "sim", "--mfcc",
                                          "--mfcc-context", "2", "--frames-late", "3", "--out", str(tmp_path / "o")])
-    trained, random_init, mfcc = (c.make() for c in ev.candidates_from_args(args, ev.settings_from_args(args)))
+    candidates = evaluate_models.candidates_from_args(args, ev.settings_from_args(args))
+    trained, random_init, mfcc = (c.make() for c in candidates)
     assert trained.feature_names[-1] == random_init.feature_names[-1] == "GRU +3"
     assert mfcc.feature_names == ["MFCC", "MFCC ±2", "MFCC +3", "MFCC ±2 +3"]
     args.frames_late = [0]
     with pytest.raises(SystemExit, match="non-zero"):
-        ev.candidates_from_args(args, ev.settings_from_args(args))
+        evaluate_models.candidates_from_args(args, ev.settings_from_args(args))

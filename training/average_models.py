@@ -24,7 +24,7 @@ import torch
 
 from smooth_infomax import SmoothInfoMaxEncoder
 from smooth_infomax.card import ModelCard
-from training.evaluate import load_encoder
+from training.evaluate_models import load_encoder
 
 
 def average_state_dicts(states: Sequence[dict[str, torch.Tensor]], weights: Sequence[float] | None = None,
