@@ -96,6 +96,13 @@ def test_init_from_starts_a_new_run_from_an_exported_encoder(corpus, tmp_path):
         torch.testing.assert_close(trained[key], value, rtol=0, atol=1e-6, msg=key)
     with pytest.raises(ValueError, match="init_from=.*architecture differs"):
         train(small_config(corpus, tmp_path / "gim", preset="gim", init_from=str(tmp_path / "source")))
+    other_loss = train(small_config(corpus, tmp_path / "k2", steps=1, checkpoint_every=1, learning_rate=1e-12,
+                                    init_from=str(tmp_path / "source"), model={"loss": {"prediction_steps": 2}}))
+    state = load_checkpoint(latest_checkpoint(other_loss))
+    assert '"prediction_steps": 2' in state["encoder_config"]
+    assert state["predictors"]["layers.0.weight"].shape[0] == 2 * 512  # one 512 x 512 map per prediction step
+    for key, value in source.named_parameters():
+        torch.testing.assert_close(state["encoder"][key], value, rtol=0, atol=1e-6, msg=key)
 
 
 def test_predictor_warmup_keeps_the_encoder_still_then_lets_it_learn(corpus, tmp_path):

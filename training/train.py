@@ -232,12 +232,17 @@ def _resume(run_dir: Path, process: Process, objective: GreedyObjective, optimiz
 
 def initialise_encoder(objective: GreedyObjective, model: str) -> None:
     """Copy an exported model's encoder weights (folder, shipped name or Hub id) into ``objective``'s encoder;
-    the two architectures must be equal."""
+    the two architectures must be equal. The loss settings may differ (the predictors start fresh anyway): a run
+    can continue a model under another number of prediction steps or KL weight."""
     source = SmoothInfoMaxEncoder.from_pretrained(model)
-    if source.config.to_dict() != objective.encoder.config.to_dict():
+    if _without_loss(source.config.to_dict()) != _without_loss(objective.encoder.config.to_dict()):
         raise ValueError(f"init_from={model!r}: its architecture differs from this run's preset and model "
                          f"overrides:\n{source.config.to_json()}\nagainst\n{objective.encoder.config.to_json()}")
     objective.encoder.load_state_dict(source.state_dict())
+
+
+def _without_loss(config: dict) -> dict:
+    return {key: value for key, value in config.items() if key != "loss"}
 
 
 def _checkpoint(run_dir, step, elapsed_s, config, objective, optimizer, scheduler, generators, process) -> None:
