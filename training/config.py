@@ -37,8 +37,8 @@ class TrainConfig:
     perturbed.
 
     ``init_from`` starts a new run (not a resumed one) from an exported model's encoder weights: a model folder, a
-    shipped name (``sim-mix``) or a Hub id, whose architecture must equal this run's; the predictors and the
-    optimiser start fresh. It continues a model whose checkpoints are gone, e.g. the shipped one.
+    shipped name (``sim-mix``) or a Hub id, whose architecture (not its loss settings) must equal this run's; the
+    predictors and the optimiser start fresh. It continues a model whose checkpoints are gone, e.g. the shipped one.
     ``predictor_warmup_steps`` keeps the encoder still for the run's first steps (its gradients are dropped before
     each update), so that fresh predictors learn to read a trained encoder before their gradients move it.
 
